@@ -1,0 +1,186 @@
+/**
+ * The outbound decision: a pure function of the agent's state from (source pod, original
+ * destination) to where a captured connection goes. No sockets here; the data path acts
+ * on the returned value.
+ *
+ * Choices made (documented in docs/architecture.md):
+ * - VIP with a port the Service does not declare: passthrough to the VIP (as Istio does), so
+ *   the node's service NAT handles it exactly as without the mesh.
+ * - A workload-level waypoint on a pod addressed by its IP: sent to the waypoint with the
+ *   first Service that selects the pod (or a pod-only stand-in when none does), because
+ *   bypassing a waypoint would bypass its L7 policy.
+ * - A service endpoint whose pod is not enrolled (or unknown): plain passthrough to
+ *   `ip:targetPort`; the mesh cannot do mTLS to it.
+ */
+import type { Service, Workload } from '../common/wire.ts';
+import { EndpointPicker, endpointKey } from './endpoint-picker.ts';
+import type { AgentState } from './state.ts';
+import { keyOf } from './state.ts';
+
+export { EndpointPicker, endpointKey };
+
+/** The HBONE port every agent and waypoint listens on. */
+export const HBONE_PORT = 15008;
+
+/** Where a captured outbound connection goes. */
+export type OutboundDecision =
+  | {
+      kind: 'hbone';
+      connectTo: { ip: string; port: 15008 };
+      /** `ip:port` of the final pod target. */
+      authority: string;
+      expectedIdentity: string;
+      source: Workload;
+      destination: Workload;
+      service?: Service;
+    }
+  | {
+      kind: 'waypoint';
+      connectTo: { ip: string; port: 15008 };
+      /** `vip:port` (or `podIP:port` for a pod addressed directly). */
+      authority: string;
+      expectedIdentity: string;
+      source: Workload;
+      service: Service;
+    }
+  | { kind: 'local'; ip: string; port: number; source: Workload; destination: Workload; service?: Service }
+  | { kind: 'passthrough'; ip: string; port: number; source?: Workload }
+  | { kind: 'refuse'; reason: string; source?: Workload };
+
+/** Decides where a connection captured from `src` to original destination `dst` goes. */
+export function decideOutbound(
+  state: AgentState,
+  src: { ip: string },
+  dst: { ip: string; port: number },
+  lb: EndpointPicker,
+): OutboundDecision {
+  const source = state.workloadByIp(src.ip);
+  if (source === undefined || !source.enrolled || !state.isLocal(source)) {
+    // Only this node's enrolled pods are captured; anything else reaching 15001 is a
+    // misrouted or spoofed connection and must not get a mesh identity.
+    return source === undefined
+      ? { kind: 'refuse', reason: `source not enrolled: no pod on node ${state.node} has IP ${src.ip}` }
+      : { kind: 'refuse', reason: `source not enrolled: pod ${keyOf(source)} is ${source.enrolled ? `on node ${source.node}, not ${state.node}` : 'not enrolled in the mesh'}`, source };
+  }
+
+  const service = state.serviceByVip(dst.ip);
+  if (service !== undefined) return toService(state, source, service, dst, lb);
+
+  const destination = state.workloadByIp(dst.ip);
+  if (destination === undefined || !destination.enrolled) {
+    return { kind: 'passthrough', ip: dst.ip, port: dst.port, source };
+  }
+  const wp = destination.waypoint;
+  if (wp !== undefined && !state.isWaypointPod(source, wp)) {
+    const via = owningService(state, destination) ?? podStandIn(destination);
+    return toWaypoint(state, source, via, wp, `${authorityOf(dst.ip, dst.port)}`);
+  }
+  return toPod(state, source, destination, dst.ip, dst.port, undefined);
+}
+
+function toService(
+  state: AgentState,
+  source: Workload,
+  service: Service,
+  dst: { ip: string; port: number },
+  lb: EndpointPicker,
+): OutboundDecision {
+  const sp = service.ports.find((p) => p.port === dst.port);
+  if (sp === undefined) return { kind: 'passthrough', ip: dst.ip, port: dst.port, source };
+  if (service.waypoint !== undefined && !state.isWaypointPod(source, service.waypoint)) {
+    return toWaypoint(state, source, service, service.waypoint, authorityOf(dst.ip, dst.port));
+  }
+  const ready = service.endpoints.filter((e) => e.ready);
+  const keys = ready.map((e) => endpointKey(e.ip, sp.targetPort));
+  const i = lb.pick(`${keyOf(service)}:${sp.port}`, keys);
+  const ep = ready[i];
+  if (ep === undefined) {
+    return {
+      kind: 'refuse',
+      reason: `service ${keyOf(service)} port ${dst.port} has no ready endpoints (${service.endpoints.length} total): are its pods running and passing readiness?`,
+      source,
+    };
+  }
+  const destination = state.workloadByUid(ep.workloadUid) ?? state.workloadByIp(ep.ip);
+  if (destination === undefined || !destination.enrolled) {
+    return { kind: 'passthrough', ip: ep.ip, port: sp.targetPort, source };
+  }
+  return toPod(state, source, destination, ep.ip, sp.targetPort, service);
+}
+
+function toPod(
+  state: AgentState,
+  source: Workload,
+  destination: Workload,
+  ip: string,
+  port: number,
+  service: Service | undefined,
+): OutboundDecision {
+  if (state.isLocal(destination)) {
+    return service === undefined
+      ? { kind: 'local', ip, port, source, destination }
+      : { kind: 'local', ip, port, source, destination, service };
+  }
+  const base = {
+    kind: 'hbone' as const,
+    connectTo: { ip, port: HBONE_PORT } as const,
+    authority: authorityOf(ip, port),
+    expectedIdentity: destination.identity,
+    source,
+    destination,
+  };
+  return service === undefined ? base : { ...base, service };
+}
+
+function toWaypoint(
+  state: AgentState,
+  source: Workload,
+  service: Service,
+  ref: { namespace: string; name: string },
+  authority: string,
+): OutboundDecision {
+  const addr = state.waypointAddress(ref);
+  if (addr === undefined) {
+    // Fail closed: skipping the waypoint would skip the L7 policy it enforces.
+    return {
+      kind: 'refuse',
+      reason: `waypoint ${keyOf(ref)} for ${keyOf(service)} has no ready pod: is the waypoint deployed and ready?`,
+      source,
+    };
+  }
+  return {
+    kind: 'waypoint',
+    connectTo: { ip: addr.ip, port: HBONE_PORT },
+    authority,
+    expectedIdentity: addr.identity,
+    source,
+    service,
+  };
+}
+
+/** First Service (by key order) that lists the pod as an endpoint. */
+function owningService(state: AgentState, w: Workload): Service | undefined {
+  // Rare path (workload waypoints addressed by pod IP): a scan is fine here.
+  for (const s of state.config.services.values()) {
+    if (s.endpoints.some((e) => e.workloadUid === w.uid)) return s;
+  }
+  return undefined;
+}
+
+function podStandIn(w: Workload): Service {
+  const ip = w.ips[0] ?? '';
+  return {
+    namespace: w.namespace,
+    name: w.name,
+    hostname: `${w.name}.${w.namespace}.pod`,
+    vips: [],
+    ports: [],
+    endpoints: [{ workloadUid: w.uid, ip, ready: true }],
+    ...(w.waypoint !== undefined ? { waypoint: w.waypoint } : {}),
+  };
+}
+
+/** `ip:port`, with brackets for IPv6. */
+export function authorityOf(ip: string, port: number): string {
+  return endpointKey(ip, port);
+}
