@@ -1,0 +1,340 @@
+/**
+ * The proxy side of the push protocol (common/wire.ts), used by the node agent and the
+ * waypoint: connects to the controller over WebSocket/TLS, authenticates with a bearer
+ * token, applies snapshots and deltas into a validated ProxyConfig, ACKs/NACKs, signs CSRs,
+ * and reconnects with jittered backoff while serving the last good configuration.
+ */
+import { randomUUID } from 'node:crypto';
+import WebSocket from 'ws';
+import { Gauge, Counter, Registry } from 'prom-client';
+import {
+  ControllerMessage,
+  MAX_MESSAGE_BYTES,
+  PUSH_PATH,
+  RESOURCE_TYPES,
+  ResourceSchemas,
+  describeZodError,
+} from './wire.ts';
+import type { DeltaMessage, ProxyIdentity, Rejection, ResourceEntry, ResourceType, SnapshotMessage } from './wire.ts';
+import type { ProxyConfig } from './proxy-config.ts';
+import type { Logger } from './log.ts';
+import { RondoError, errorMessage } from './errors.ts';
+import { Backoff } from './backoff.ts';
+
+/** Options of a PushClient (see the contract in the briefs). */
+export interface PushClientOptions {
+  /** `wss://<ip>:15012`; the push path is appended when absent. */
+  url: string;
+  token: string;
+  proxy: ProxyIdentity;
+  /** Roots that the controller's serving certificate must chain to. */
+  caPems: string[];
+  onConfig: (cfg: ProxyConfig) => void;
+  log: Logger;
+  registry?: Registry;
+  /** Reconnect delays (defaults 200 ms .. 30 s); tests shorten them. */
+  backoff?: { initialMs?: number; maxMs?: number };
+  /** How long a CSR may wait for its answer (default 30 s). */
+  signTimeoutMs?: number;
+  /** Clock in ms, for the config-age metric. */
+  now?: () => number;
+}
+
+type Maps = { [T in ResourceType]: Map<string, unknown> };
+
+interface PendingSign {
+  resolve: (chain: string[]) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** Result of applying one controller message to the current config. */
+interface Applied {
+  config: ProxyConfig;
+  rejected: Rejection[];
+}
+
+/** Keeps a proxy's configuration in sync with the controller. */
+export class PushClient {
+  readonly #o: PushClientOptions;
+  readonly #url: string;
+  readonly #backoff: Backoff;
+  readonly #now: () => number;
+  #ws: WebSocket | undefined;
+  #config: ProxyConfig | undefined;
+  #connected = false;
+  #closed = false;
+  #started = false;
+  #timer: NodeJS.Timeout | undefined;
+  #configAt = 0;
+  #readyWaiters: ((c: ProxyConfig) => void)[] = [];
+  readonly #pending = new Map<string, PendingSign>();
+  readonly #metrics: {
+    connected: Gauge;
+    reconnects: Counter;
+    nacks: Counter;
+    invalid: Counter;
+    applied: Counter;
+  };
+
+  constructor(o: PushClientOptions) {
+    this.#o = o;
+    const u = new URL(o.url);
+    if (u.protocol !== 'wss:') {
+      throw new RondoError('RONDO_E_PUSH_URL', `controller URL ${o.url} must start with wss:// (the push channel is TLS only)`);
+    }
+    if (u.pathname === '/' || u.pathname === '') u.pathname = PUSH_PATH;
+    this.#url = u.toString();
+    this.#backoff = new Backoff({ initialMs: o.backoff?.initialMs ?? 200, maxMs: o.backoff?.maxMs ?? 30_000 });
+    this.#now = o.now ?? Date.now;
+    const registers = [o.registry ?? new Registry()];
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this;
+    this.#metrics = {
+      connected: new Gauge({ name: 'rondo_push_connected', help: '1 while the push connection to the controller is up', registers }),
+      reconnects: new Counter({ name: 'rondo_push_reconnects_total', help: 'Connection attempts to the controller after the first', registers }),
+      nacks: new Counter({ name: 'rondo_push_rejected_resources_total', help: 'Pushed resources rejected (NACKed) by this proxy', registers }),
+      invalid: new Counter({ name: 'rondo_push_invalid_messages_total', help: 'Malformed or oversized controller messages (connection closed)', registers }),
+      applied: new Counter({ name: 'rondo_push_configs_applied_total', help: 'Snapshots and deltas applied', labelNames: ['type'], registers }),
+    };
+    new Gauge({
+      name: 'rondo_push_config_age_seconds',
+      help: 'Seconds since the last configuration was applied (-1 before the first)',
+      registers,
+      collect() {
+        this.set(self.#config === undefined ? -1 : (self.#now() - self.#configAt) / 1000);
+      },
+    });
+    new Gauge({
+      name: 'rondo_push_config_version',
+      help: 'Version of the configuration being served',
+      registers,
+      collect() {
+        this.set(self.#config?.version ?? 0);
+      },
+    });
+  }
+
+  /** Starts connecting (and reconnecting) in the background. */
+  start(): void {
+    if (this.#started || this.#closed) return;
+    this.#started = true;
+    this.#connect();
+  }
+
+  /** Stops reconnecting and closes the connection; idempotent. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    for (const [id, p] of this.#pending) {
+      clearTimeout(p.timer);
+      p.reject(new RondoError('RONDO_E_PUSH_CLOSED', `CSR ${id} abandoned: push client closed`));
+    }
+    this.#pending.clear();
+    const ws = this.#ws;
+    this.#ws = undefined;
+    if (ws === undefined || ws.readyState === WebSocket.CLOSED) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => { ws.terminate(); resolve(); }, 1000);
+      ws.once('close', () => { clearTimeout(t); resolve(); });
+      ws.close(1000, 'proxy shutting down');
+    });
+  }
+
+  /** True while the push connection is open. */
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  /** The last good configuration (kept while the controller is away). */
+  get config(): ProxyConfig | undefined {
+    return this.#config;
+  }
+
+  /** Resolves with the first configuration received. */
+  ready(): Promise<ProxyConfig> {
+    if (this.#config !== undefined) return Promise.resolve(this.#config);
+    return new Promise((resolve) => this.#readyWaiters.push(resolve));
+  }
+
+  /** Has the controller sign a CSR for `identity`; resolves with the chain, leaf first. */
+  sign(identity: string, csrPem: string): Promise<string[]> {
+    const ws = this.#ws;
+    if (ws === undefined || !this.#connected) {
+      return Promise.reject(new RondoError('RONDO_E_PUSH_DISCONNECTED', `cannot sign ${identity}: not connected to the controller at ${this.#url}`));
+    }
+    const id = randomUUID();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new RondoError('RONDO_E_CSR_TIMEOUT', `CSR for ${identity} got no answer from the controller within ${this.#o.signTimeoutMs ?? 30_000} ms`));
+      }, this.#o.signTimeoutMs ?? 30_000);
+      this.#pending.set(id, { resolve, reject, timer });
+      ws.send(JSON.stringify({ type: 'csr', id, identity, csr: csrPem }));
+    });
+  }
+
+  #connect(): void {
+    if (this.#closed) return;
+    const log = this.#o.log;
+    const ws = new WebSocket(this.#url, {
+      ca: this.#o.caPems,
+      headers: { authorization: `Bearer ${this.#o.token}` },
+      maxPayload: MAX_MESSAGE_BYTES,
+      minVersion: 'TLSv1.3',
+      handshakeTimeout: 10_000,
+    });
+    this.#ws = ws;
+    ws.on('open', () => {
+      this.#connected = true;
+      this.#metrics.connected.set(1);
+      log.info('connected to controller', { url: this.#url, lastVersion: this.#config?.version });
+      const hello: Record<string, unknown> = { type: 'hello', proxy: this.#o.proxy };
+      if (this.#config !== undefined) hello['lastVersion'] = this.#config.version;
+      ws.send(JSON.stringify(hello));
+    });
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) return this.#protocolError(ws, 'binary frame');
+      this.#onMessage(ws, rawText(data));
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      log.warn('controller refused the push connection', { status: res.statusCode, hint: 'check the bootstrap token and the proxy identity' });
+      ws.terminate();
+    });
+    ws.on('error', (err) => {
+      if ((err as { code?: string }).code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') this.#metrics.invalid.inc();
+      log.warn('push connection error', { url: this.#url, err });
+    });
+    ws.on('close', (code, reason) => {
+      const wasConnected = this.#connected;
+      this.#connected = false;
+      this.#metrics.connected.set(0);
+      for (const [id, p] of this.#pending) {
+        clearTimeout(p.timer);
+        p.reject(new RondoError('RONDO_E_PUSH_DISCONNECTED', `CSR ${id} lost: controller connection closed`));
+      }
+      this.#pending.clear();
+      if (this.#ws === ws) this.#ws = undefined;
+      if (this.#closed) return;
+      const delay = this.#backoff.next();
+      if (wasConnected) log.warn('controller connection closed; serving last good config', { code, reason: reason.toString(), retryInMs: delay });
+      this.#metrics.reconnects.inc();
+      this.#timer = setTimeout(() => this.#connect(), delay);
+    });
+  }
+
+  #protocolError(ws: WebSocket, reason: string): void {
+    this.#metrics.invalid.inc();
+    this.#o.log.warn('invalid message from controller; closing', { reason });
+    ws.close(1008, reason.slice(0, 120));
+  }
+
+  #onMessage(ws: WebSocket, text: string): void {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      return this.#protocolError(ws, 'message is not JSON');
+    }
+    const parsed = ControllerMessage.safeParse(raw);
+    if (!parsed.success) return this.#protocolError(ws, `malformed message: ${describeZodError(parsed.error)}`);
+    const msg = parsed.data;
+    if (msg.type === 'cert') {
+      const p = this.#pending.get(msg.id);
+      if (p === undefined) return;
+      this.#pending.delete(msg.id);
+      clearTimeout(p.timer);
+      if (msg.chain !== undefined && msg.chain.length > 0) p.resolve(msg.chain);
+      else p.reject(new RondoError('RONDO_E_CSR_REFUSED', `controller refused the CSR: ${msg.error ?? 'no reason given'}`));
+      return;
+    }
+    let applied: Applied;
+    if (msg.type === 'snapshot') {
+      applied = applySnapshot(msg);
+    } else {
+      if (this.#config === undefined) return this.#protocolError(ws, 'delta before any snapshot');
+      applied = applyDelta(this.#config, msg);
+    }
+    this.#config = applied.config;
+    this.#configAt = this.#now();
+    this.#backoff.reset();
+    this.#metrics.applied.inc({ type: msg.type });
+    if (applied.rejected.length > 0) {
+      this.#metrics.nacks.inc(applied.rejected.length);
+      this.#o.log.warn('rejected pushed resources', { version: msg.version, rejected: applied.rejected.slice(0, 20) });
+      ws.send(JSON.stringify({ type: 'nack', version: msg.version, nonce: msg.nonce, rejected: applied.rejected }));
+    } else {
+      ws.send(JSON.stringify({ type: 'ack', version: msg.version, nonce: msg.nonce }));
+    }
+    const waiters = this.#readyWaiters;
+    this.#readyWaiters = [];
+    for (const w of waiters) w(applied.config);
+    try {
+      this.#o.onConfig(applied.config);
+    } catch (e) {
+      this.#o.log.error('onConfig handler threw', { err: e instanceof Error ? e : errorMessage(e) });
+    }
+  }
+}
+
+function emptyMaps(): Maps {
+  return { workloads: new Map(), services: new Map(), authorizationPolicies: new Map(), peerAuthentications: new Map(), l7: new Map() };
+}
+
+/** Validates each entry alone; good ones go into `into`, bad ones are returned. */
+function applyEntries(type: ResourceType, entries: ResourceEntry[] | undefined, into: Map<string, unknown>, rejected: Rejection[]): void {
+  if (entries === undefined) return;
+  const schema = ResourceSchemas[type];
+  for (const e of entries) {
+    const r = schema.safeParse(e.value);
+    if (r.success) into.set(e.key, Object.freeze(r.data));
+    else rejected.push({ type, key: e.key, reason: describeZodError(r.error) });
+  }
+}
+
+/** Builds a fresh config from a snapshot; pure apart from validation. */
+export function applySnapshot(msg: SnapshotMessage): Applied {
+  const maps = emptyMaps();
+  const rejected: Rejection[] = [];
+  for (const type of RESOURCE_TYPES) applyEntries(type, msg.resources[type], maps[type], rejected);
+  return { config: toConfig(msg.version, msg.mesh, maps), rejected };
+}
+
+/** Applies a delta on top of `cfg` (copy-on-write: cfg itself is not changed). */
+export function applyDelta(cfg: ProxyConfig, msg: DeltaMessage): Applied {
+  const rejected: Rejection[] = [];
+  const maps = {} as Maps;
+  for (const type of RESOURCE_TYPES) {
+    const ups = msg.upserts[type];
+    const rms = msg.removes[type];
+    const cur = cfg[type] as ReadonlyMap<string, unknown>;
+    if ((ups === undefined || ups.length === 0) && (rms === undefined || rms.length === 0)) {
+      maps[type] = cur as Map<string, unknown>;
+      continue;
+    }
+    const next = new Map(cur);
+    for (const k of rms ?? []) next.delete(k);
+    applyEntries(type, ups, next, rejected);
+    maps[type] = next;
+  }
+  return { config: toConfig(msg.version, msg.mesh ?? cfg.mesh, maps), rejected };
+}
+
+function toConfig(version: number, mesh: ProxyConfig['mesh'], maps: Maps): ProxyConfig {
+  return Object.freeze({
+    version,
+    mesh,
+    workloads: maps.workloads,
+    services: maps.services,
+    authorizationPolicies: maps.authorizationPolicies,
+    peerAuthentications: maps.peerAuthentications,
+    l7: maps.l7,
+  }) as unknown as ProxyConfig;
+}
+
+/** Text of a ws frame (Buffer, fragments or ArrayBuffer). */
+function rawText(data: WebSocket.RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
+}
