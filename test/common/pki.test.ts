@@ -8,7 +8,7 @@ import {
 
 const ID = 'spiffe://cluster.local/ns/demo/sa/web';
 
-t.test('parseSpiffeId splits a valid ID and names the bad part otherwise', async (t) => {
+t.test('parseSpiffeId splits a valid ID and names the bad part otherwise', (t) => {
   t.same(parseSpiffeId(ID), { trustDomain: 'cluster.local', namespace: 'demo', serviceAccount: 'web' });
   t.equal(identityFor('cluster.local', 'demo', 'web'), ID);
   const bad: [string, RegExp][] = [
@@ -24,6 +24,7 @@ t.test('parseSpiffeId splits a valid ID and names the bad part otherwise', async
   ];
   for (const [id, re] of bad) t.throws(() => parseSpiffeId(id), { code: 'RONDO_E_SPIFFE_ID', message: re }, id);
   t.throws(() => identityFor('cluster.local', 'a/b', 'web'), { code: 'RONDO_E_SPIFFE_ID' });
+  t.end();
 });
 
 t.test('generateKeyAndCsr: P-256 key, self-signed CSR with only the SPIFFE URI SAN', async (t) => {

@@ -18,7 +18,8 @@ function tmp(t: Tap): string {
   t.teardown(() => rmSync(d, { recursive: true, force: true }));
   return d;
 }
-type Tap = typeof t;
+/** The part of a tap test the helpers need. */
+interface Tap { teardown(fn: () => void): void }
 
 function opensslVerify(dir: string, bundle: string[], chain: string[]): string {
   writeFileSync(join(dir, 'v-bundle.pem'), bundle.join(''));
