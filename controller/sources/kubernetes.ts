@@ -1,0 +1,124 @@
+/**
+ * The Kubernetes source: one list-then-watch reflector per watched kind, all writing plain
+ * objects into the shared ResourceSink, with restart and re-list counters.
+ */
+import { KubeConfig, Watch } from '@kubernetes/client-node';
+import { Counter, Registry } from 'prom-client';
+import type { Logger } from '../../common/log.ts';
+import { KIND_INFO } from './kubernetes-kinds.ts';
+import { KindReflector, KubeSyncError, realTimers } from './kubernetes-reflector.ts';
+import type { BackoffSettings, Timers } from './kubernetes-reflector.ts';
+import { WATCHED_KINDS } from './types.ts';
+import type { ResourceSink, Source, WatchedKind } from './types.ts';
+
+/** Options of the Kubernetes source; everything but kubeConfig/sink/log has a production default. */
+export interface KubernetesSourceOptions {
+  kubeConfig: KubeConfig;
+  sink: ResourceSink;
+  log: Logger;
+  registry?: Registry;
+  /** Kinds to watch (default: every WATCHED_KINDS entry). */
+  kinds?: readonly WatchedKind[];
+  /** List page size (default 500, as client-go). */
+  pageSize?: number;
+  /** Retry pacing for failed lists and watches (default 500 ms doubling to 30 s, jittered). */
+  backoff?: Partial<BackoffSettings>;
+  /** How often a kind whose CRD is missing is listed again (default 60 s). */
+  missingKindRetryMs?: number;
+  /** A watch lasting this long counts as healthy (default 1 s). */
+  healthyWatchMs?: number;
+  /** start() fails after this long without every kind's first list (default 120 s). */
+  startTimeoutMs?: number;
+  random?: () => number;
+  timers?: Timers;
+  now?: () => number;
+}
+
+const RESTARTS = 'rondo_controller_watch_restarts_total';
+const RELISTS = 'rondo_controller_relists_total';
+
+function counter(registry: Registry, name: string, help: string): Counter<'kind'> {
+  const existing = registry.getSingleMetric(name);
+  if (existing !== undefined) return existing as Counter<'kind'>;
+  return new Counter({ name, help, labelNames: ['kind'], registers: [registry] });
+}
+
+/** Loads a kubeconfig: the given file, else in-cluster service account, else ~/.kube/config. */
+export function loadKubeConfig(file?: string): KubeConfig {
+  const kc = new KubeConfig();
+  if (file !== undefined) kc.loadFromFile(file);
+  else kc.loadFromDefault();
+  return kc;
+}
+
+/** Feeds the store from a Kubernetes API server through list/watch. */
+export class KubernetesSource implements Source {
+  readonly #o: KubernetesSourceOptions;
+  readonly #reflectors: KindReflector[] = [];
+  #started: Promise<void> | undefined;
+  #closed: Promise<void> | undefined;
+  #startTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(o: KubernetesSourceOptions) {
+    this.#o = o;
+    const registry = o.registry ?? new Registry();
+    const restarts = counter(registry, RESTARTS, 'Kubernetes watches restarted (dropped, failed, expired or timed out), by kind.');
+    const relists = counter(registry, RELISTS, 'Full re-lists after the first one (410 Gone, CRD appeared), by kind.');
+    const server = o.kubeConfig.getCurrentCluster()?.server ?? '(no current cluster in kubeconfig)';
+    const watch = new Watch(o.kubeConfig);
+    const log = o.log.child('kubernetes');
+    for (const kind of o.kinds ?? WATCHED_KINDS) {
+      const info = KIND_INFO[kind];
+      restarts.inc({ kind }, 0);
+      this.#reflectors.push(new KindReflector({
+        info,
+        list: info.makeList(o.kubeConfig),
+        watch,
+        sink: o.sink,
+        log,
+        server,
+        pageSize: o.pageSize ?? 500,
+        backoff: { initialMs: o.backoff?.initialMs ?? 500, maxMs: o.backoff?.maxMs ?? 30_000 },
+        missingRetryMs: o.missingKindRetryMs ?? 60_000,
+        healthyWatchMs: o.healthyWatchMs ?? 1000,
+        random: o.random ?? Math.random,
+        timers: o.timers ?? realTimers,
+        now: o.now ?? Date.now,
+        onRestart: () => restarts.inc({ kind }),
+        onRelist: () => relists.inc({ kind }),
+      }));
+    }
+  }
+
+  /** Resolves once every kind's first list is in the sink; rejects with KubeSyncError on timeout. */
+  start(): Promise<void> {
+    this.#started ??= this.#start();
+    return this.#started;
+  }
+
+  async #start(): Promise<void> {
+    const all = Promise.all(this.#reflectors.map((r) => r.start()));
+    const limit = this.#o.startTimeoutMs ?? 120_000;
+    const timeout = new Promise<never>((_, reject) => {
+      this.#startTimer = setTimeout(() => {
+        const pending = this.#reflectors.filter((r) => !r.synced).map((r) => `${r.kind}${r.lastError !== undefined ? ` (${r.lastError})` : ''}`);
+        reject(new KubeSyncError(`no first list from the Kubernetes API after ${limit} ms for: ${pending.join('; ')}`));
+      }, limit);
+    });
+    try {
+      await Promise.race([all, timeout]);
+      this.#o.log.info('kubernetes source synced', { kinds: this.#reflectors.length });
+    } finally {
+      clearTimeout(this.#startTimer);
+    }
+  }
+
+  /** Stops every reflector; no request is made after it resolves. Idempotent. */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      clearTimeout(this.#startTimer);
+      await Promise.all(this.#reflectors.map((r) => r.close()));
+    })();
+    return this.#closed;
+  }
+}
