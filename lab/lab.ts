@@ -1,0 +1,401 @@
+/**
+ * The lab API used by the CLI, the end-to-end tests and the benchmarks: `Lab.up()` builds a
+ * cluster from a spec, `Lab.open()` attaches to a running one, `Lab.down()` removes
+ * everything recorded in its run directory (also after a crash).
+ */
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { RondoError, errorMessage } from '../common/errors.ts';
+import { parseLabSpec, readDocuments, parseUserResource, USER_KINDS, fieldError } from './spec.ts';
+import type { LabSpec } from './spec.ts';
+import { planLab, keyOf, hostsFile, resolvConf } from './plan.ts';
+import type { LabPlan, PodPlan } from './plan.ts';
+import { runCommand } from './run-command.ts';
+import type { CommandRunner, CommandResult } from './run-command.ts';
+import { RunRecord, RUN_ROOT, writeAtomic } from './record.ts';
+import type { RecordEntry } from './record.ts';
+import { addNetns, buildUnderlay, buildNode, buildPod, syncServices, listNetns } from './netns.ts';
+import { startInNetns, processState, killGroup, isOurs } from './processes.ts';
+import { StateWriter } from './state-writer.ts';
+import { writeTokens, controllerArgv, agentArgv, httpGetInNetns, waitFor, hasEntry, meshPaths, MESH_PORTS } from './mesh.ts';
+
+/** Root of this repository (the lab runs `node <repo>/...`). */
+export const REPO_ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
+const ETC_NETNS = '/etc/netns';
+
+/** Options shared by the lab entry points. */
+export interface LabOptions { runRoot?: string; run?: CommandRunner; onProgress?: (line: string) => void; meshTimeoutMs?: number }
+/** One pod in `status`. */
+export interface PodStatus { namespace: string; name: string; node: string; ip: string; netns: string; state: 'running' | 'crashed'; exitCode?: number; log: string }
+/** What `status` shows. */
+export interface LabStatus {
+  name: string; runDir: string; nodes: { name: string; ip: string; podCIDR: string; netns: string }[]; pods: PodStatus[];
+  services: { namespace: string; name: string; clusterIP: string; ports: string; endpoints: number }[];
+  mesh: { role: string; name: string; state: 'running' | 'exited'; log: string }[];
+  proxies?: unknown; proxiesError?: string;
+}
+/** Outcome of one resource of `apply` / `delete`. */
+export interface ApplyResult { resource: string; outcome: 'created' | 'configured' | 'deleted' | 'unchanged' | 'not found' | 'rejected'; message?: string }
+
+/** Fails unless the machine can build a lab: root, iproute2, iptables. */
+export async function checkPrerequisites(run: CommandRunner): Promise<void> {
+  if (process.getuid?.() !== 0) throw new RondoError('RONDO_E_LAB_NOT_ROOT', 'the lab needs root (network namespaces, veths, iptables): run it with sudo or as root');
+  for (const [cmd, args] of [['ip', ['-V']], ['iptables-restore', ['--version']], ['curl', ['--version']]] as const) {
+    const r = await run(cmd, args, { allowFail: true });
+    if (r.code !== 0) throw new RondoError('RONDO_E_LAB_TOOL_MISSING', `${cmd} is missing or broken (${cmd} ${args.join(' ')} failed): install ${cmd === 'ip' ? 'iproute2' : cmd}`);
+  }
+}
+
+/** The root namespace's IPv4 addresses (read only), to refuse clashing lab ranges. */
+async function hostAddresses(run: CommandRunner): Promise<string[]> {
+  const r = await run('ip', ['-j', '-4', 'addr', 'show'], { allowFail: true });
+  try {
+    const links = JSON.parse(r.stdout) as { addr_info?: { local?: string }[] }[];
+    return links.flatMap((l) => (l.addr_info ?? []).map((a) => a.local ?? '')).filter((a) => a !== '' && !a.startsWith('127.'));
+  } catch { return []; }
+}
+
+/** Names of the labs with a run directory. */
+export function listLabs(runRoot = RUN_ROOT): string[] {
+  if (!existsSync(runRoot)) return [];
+  return readdirSync(runRoot).filter((n) => existsSync(join(runRoot, n, 'record.json'))).sort();
+}
+
+interface Saved { plan: LabPlan; uids: Record<string, string>; ready: Record<string, boolean> }
+
+/** A running lab. */
+export class Lab {
+  readonly name: string;
+  readonly runDir: string;
+  readonly plan: LabPlan;
+  readonly state: StateWriter;
+  private readonly record: RunRecord;
+  private readonly run: CommandRunner;
+  private readonly uids: Map<string, string>;
+  private ready: Record<string, boolean>;
+
+  private constructor(runDir: string, saved: Saved, record: RunRecord, run: CommandRunner) {
+    this.plan = saved.plan;
+    this.name = saved.plan.name;
+    this.runDir = runDir;
+    this.record = record;
+    this.run = run;
+    this.uids = new Map(Object.entries(saved.uids));
+    this.ready = saved.ready;
+    this.state = new StateWriter(join(runDir, 'state'));
+  }
+
+  /** Directory of the lab's state files (the controller's `--files`). */
+  get stateDir(): string { return this.state.dir; }
+
+  /** Parses a spec file and brings the lab up. */
+  static async upFromFile(file: string, o: LabOptions & { name?: string } = {}): Promise<Lab> {
+    let text: string;
+    try { text = readFileSync(file, 'utf8'); } catch (e) { throw new RondoError('RONDO_E_LAB_SPEC', `cannot read lab spec ${file}: ${errorMessage(e)}`); }
+    const spec = parseLabSpec(text, file);
+    if (o.name !== undefined) spec.lab.name = o.name;
+    return Lab.up(spec, o);
+  }
+
+  /** Builds the whole lab; on failure removes what it made and rethrows. */
+  static async up(spec: LabSpec, o: LabOptions = {}): Promise<Lab> {
+    const run = o.run ?? runCommand;
+    const progress = o.onProgress ?? (() => undefined);
+    if (!/^[a-z][a-z0-9]{0,7}$/.test(spec.lab.name)) throw new RondoError('RONDO_E_INVALID', `lab name "${spec.lab.name}": use a lowercase letter then up to 7 lowercase letters or digits`);
+    await checkPrerequisites(run);
+    const plan = planLab(spec, await hostAddresses(run));
+    const runDir = join(o.runRoot ?? RUN_ROOT, plan.name);
+    const ours = [plan.bridge.netns, plan.controller.netns, ...plan.nodes.map((n) => n.netns), ...plan.pods.map((p) => p.netns)];
+    const existing = new Set(await listNetns(run));
+    const clash = ours.find((n) => existing.has(n));
+    if (clash !== undefined && !existsSync(join(runDir, 'record.json'))) {
+      throw new RondoError('RONDO_E_LAB_CLASH', `network namespace ${clash} already exists and was not made by lab "${plan.name}": refusing to touch it; choose another lab name`);
+    }
+    const record = RunRecord.create(runDir, plan.name);
+    const uids = Object.fromEntries(plan.pods.map((p) => [keyOf(p), randomUUID()]));
+    const ready = Object.fromEntries(plan.pods.map((p) => [keyOf(p), true]));
+    const lab = new Lab(runDir, { plan, uids, ready }, record, run);
+    lab.save();
+    try {
+      progress(`creating ${ours.length} network namespaces`);
+      for (const ns of ours) {
+        record.add({ kind: 'netns', name: ns });
+        await addNetns(run, ns);
+      }
+      await buildUnderlay(run, plan);
+      await Promise.all(plan.nodes.map((n) => buildNode(run, plan, n)));
+      const nodeOf = new Map(plan.nodes.map((n) => [n.name, n]));
+      await Promise.all(plan.pods.map((p) => buildPod(run, nodeOf.get(p.node)!, p)));
+      lab.writeNames();
+      lab.state.writeAll(plan, lab.uids, () => true);
+      progress(`starting ${plan.pods.length} pods`);
+      for (const p of plan.pods) lab.startPod(p);
+      if (plan.mesh) await lab.startMesh(progress, o.meshTimeoutMs ?? 30_000);
+      return lab;
+    } catch (e) {
+      progress(`up failed (${errorMessage(e)}); removing what was made`);
+      await Lab.down(plan.name, { ...o, run });
+      throw e;
+    }
+  }
+
+  /** Attaches to a running lab by name. */
+  static open(name: string, o: LabOptions = {}): Lab {
+    const runDir = join(o.runRoot ?? RUN_ROOT, name);
+    const record = RunRecord.load(runDir, name);
+    const file = join(runDir, 'lab.json');
+    if (!existsSync(file)) throw new RondoError('RONDO_E_LAB_NOT_FOUND', `lab "${name}" has a record but no ${file} (up crashed early?): run \`rondo lab down --name ${name}\``);
+    return new Lab(runDir, JSON.parse(readFileSync(file, 'utf8')) as Saved, record, o.run ?? runCommand);
+  }
+
+  /**
+   * Removes everything in the lab's record: processes (only if the pid is still the one
+   * started), anything else running inside the lab's namespaces, the namespaces (which takes
+   * their links and iptables rules with them), /etc/netns entries, then the run directory.
+   */
+  static async down(name: string, o: LabOptions = {}): Promise<{ removed: string[] }> {
+    const run = o.run ?? runCommand;
+    const runDir = join(o.runRoot ?? RUN_ROOT, name);
+    const record = RunRecord.load(runDir, name);
+    const removed: string[] = [];
+    const procs = record.entries.filter((e): e is Extract<RecordEntry, { kind: 'process' }> => e.kind === 'process');
+    await Promise.all(procs.map(async (p) => { if (isOurs(p)) { await killGroup(p); removed.push(`process ${p.name} (${p.pid})`); } }));
+    const present = new Set(await listNetns(run));
+    const namespaces = record.entries.filter((e) => e.kind === 'netns').map((e) => e.name).reverse();
+    for (const ns of namespaces) {
+      if (!present.has(ns)) continue;
+      // Stray processes in our namespaces (e.g. from `rondo lab exec`) would keep them alive.
+      const pids = await run('ip', ['netns', 'pids', ns], { allowFail: true });
+      for (const pid of pids.stdout.split('\n').map(Number).filter((n) => n > 1)) {
+        try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      }
+      await run('ip', ['netns', 'del', ns]);
+      removed.push(`netns ${ns}`);
+    }
+    for (const e of record.entries) {
+      if (e.kind === 'etc-netns' && e.path.startsWith(`${ETC_NETNS}/${name}-`) && existsSync(e.path)) {
+        rmSync(e.path, { recursive: true, force: true });
+        removed.push(e.path);
+      }
+    }
+    // /etc/netns is shared by every lab; drop it only once the last entry is gone.
+    try { if (readdirSync(ETC_NETNS).length === 0) rmSync(ETC_NETNS, { recursive: true }); } catch { /* absent or in use */ }
+    rmSync(runDir, { recursive: true, force: true });
+    return { removed };
+  }
+
+  /** The pod for `ref`: `ns/name`, a pod name, or a deployment name (its first replica). */
+  pod(ref: string): PodPlan {
+    const p = this.plan.pods.find((x) => keyOf(x) === ref) ?? this.plan.pods.find((x) => x.name === ref) ?? this.plan.pods.find((x) => x.deployment === ref)
+      ?? this.plan.pods.find((x) => `${x.namespace}/${x.deployment}` === ref);
+    if (p === undefined) throw new RondoError('RONDO_E_LAB_NO_POD', `no pod "${ref}" in lab ${this.name}; pods: ${this.plan.pods.map(keyOf).join(', ')}`);
+    return p;
+  }
+
+  /** IP of a pod. */
+  podIp(ref: string): string { return this.pod(ref).ip; }
+
+  /** ClusterIP of a service (`name` or `ns/name`). */
+  serviceIp(ref: string): string {
+    const s = this.plan.services.find((x) => keyOf(x) === ref || x.name === ref);
+    if (s === undefined) throw new RondoError('RONDO_E_LAB_NO_SERVICE', `no service "${ref}" in lab ${this.name}`);
+    return s.clusterIP;
+  }
+
+  /** Log file of a pod. */
+  logPath(ref: string): string { return join(this.runDir, 'logs', `${this.pod(ref).netns}.log`); }
+
+  /** Environment of a pod's processes (contract). */
+  podEnv(p: PodPlan): Record<string, string> {
+    return {
+      PATH: `${join(REPO_ROOT, 'node_modules', '.bin')}:${process.env['PATH'] ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'}`,
+      HOME: process.env['HOME'] ?? '/root', LANG: 'C.UTF-8',
+      ...p.env,
+      POD_NAME: p.name, POD_NAMESPACE: p.namespace, POD_IP: p.ip, NODE_NAME: p.node, SERVICE_ACCOUNT: p.serviceAccount,
+      APP: p.labels['app'] ?? p.deployment, APP_VERSION: p.labels['version'] ?? '', RONDO_LAB: this.name,
+    };
+  }
+
+  /** Runs a command in a pod's netns (with its env and /etc/hosts) and collects its output. */
+  exec(ref: string, argv: string[], o: { input?: string; timeoutMs?: number; allowFail?: boolean } = {}): Promise<CommandResult> {
+    const p = this.pod(ref);
+    const env = Object.entries(this.podEnv(p)).map(([k, v]) => `${k}=${v}`);
+    return this.run('ip', ['netns', 'exec', p.netns, 'env', ...env, ...resolveCommand(argv)], o);
+  }
+
+  /** Runs a command in a node's netns. */
+  execNode(node: string, argv: string[], o: { input?: string; timeoutMs?: number; allowFail?: boolean } = {}): Promise<CommandResult> {
+    const n = this.plan.nodes.find((x) => x.name === node);
+    if (n === undefined) throw new RondoError('RONDO_E_LAB_NO_NODE', `no node "${node}" in lab ${this.name}`);
+    return this.run('ip', ['netns', 'exec', n.netns, ...argv], o);
+  }
+
+  /** Pods, services and mesh processes; also brings the state dir and DNAT rules up to date. */
+  async status(): Promise<LabStatus> {
+    const pods = this.plan.pods.map((p): PodStatus => {
+      const e = this.procEntry(`pod/${keyOf(p)}`);
+      const st = e === undefined ? { state: 'exited' as const } : processState(e, this.exitFile(p.netns));
+      return {
+        namespace: p.namespace, name: p.name, node: p.node, ip: p.ip, netns: p.netns, log: this.logPath(keyOf(p)),
+        state: st.state === 'running' ? 'running' : 'crashed', ...(st.state === 'exited' && st.code !== undefined ? { exitCode: st.code } : {}),
+      };
+    });
+    await this.refresh(Object.fromEntries(pods.map((p) => [keyOf(p), p.state === 'running'])));
+    const mesh = this.record.entries.filter((e) => e.kind === 'process' && !e.name.startsWith('pod/'))
+      .map((e) => e.kind === 'process' ? { role: e.role, name: e.name, state: isOurs(e) ? 'running' as const : 'exited' as const, log: e.log } : undefined)
+      .filter((x) => x !== undefined);
+    const out: LabStatus = {
+      name: this.name, runDir: this.runDir, pods, mesh,
+      nodes: this.plan.nodes.map((n) => ({ name: n.name, ip: n.ip, podCIDR: n.podCIDR, netns: n.netns })),
+      services: this.plan.services.map((s) => ({
+        namespace: s.namespace, name: s.name, clusterIP: s.clusterIP, ports: s.ports.map((p) => `${p.port}->${p.targetPort}`).join(','),
+        endpoints: s.endpoints.filter((k) => this.ready[k] === true).length,
+      })),
+    };
+    if (mesh.some((m) => m.role === 'controller')) {
+      const r = await httpGetInNetns(this.run, this.plan.controller.netns, `http://${this.plan.controller.ip}:${MESH_PORTS.controllerHttp}/debug/proxies`);
+      if (r.status === 200) {
+        try { out.proxies = JSON.parse(r.body); } catch { out.proxiesError = 'controller /debug/proxies did not return JSON'; }
+      } else out.proxiesError = `controller /debug/proxies answered ${r.status || 'nothing'}`;
+    }
+    return out;
+  }
+
+  /** `rondo lab apply`: adds or changes Namespaces (labels) and mesh resources in the state dir; each resource succeeds or fails alone. */
+  apply(text: string, file: string): ApplyResult[] {
+    return readDocuments(text, file).map((d): ApplyResult => {
+      try {
+        if (d.kind === 'Namespace') {
+          const o = parseUserResource(d);
+          const labels = { 'kubernetes.io/metadata.name': o.metadata.name, ...(o.metadata.labels ?? {}) };
+          const existed = this.state.remove('Namespace', undefined, o.metadata.name) || this.plan.namespaces.some((n) => n.name === o.metadata.name);
+          this.state.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: o.metadata.name, labels } });
+          return { resource: `namespace/${o.metadata.name}`, outcome: existed ? 'configured' : 'created' };
+        }
+        if (!(USER_KINDS as readonly string[]).includes(d.kind)) {
+          const why = ['Deployment', 'Service'].includes(d.kind) ? `${d.kind}s are part of the lab topology: put it in the lab spec and recreate the lab` : `the lab applies Namespace and ${USER_KINDS.join(', ')}`;
+          throw fieldError(d, ['kind'], `cannot apply ${d.kind || 'a document without kind'}: ${why}`);
+        }
+        const o = parseUserResource(d);
+        const existed = existsSync(join(this.stateDir, `${o.kind.toLowerCase()}.${o.metadata.namespace ?? ''}.${o.metadata.name}.yaml`));
+        this.state.put(o);
+        return { resource: `${o.kind.toLowerCase()}/${o.metadata.namespace ?? ''}/${o.metadata.name}`, outcome: existed ? 'configured' : 'created' };
+      } catch (e) {
+        return { resource: d.where, outcome: 'rejected', message: errorMessage(e) };
+      }
+    });
+  }
+
+  /** `rondo lab delete`: removes mesh resources from the state dir; lab-made objects are refused. */
+  delete(text: string, file: string): ApplyResult[] {
+    return readDocuments(text, file).map((d): ApplyResult => {
+      try {
+        if (!(USER_KINDS as readonly string[]).includes(d.kind)) throw fieldError(d, ['kind'], `cannot delete ${d.kind || 'a document without kind'}: only ${USER_KINDS.join(', ')} can be deleted; use \`rondo lab down\` for the rest`);
+        const o = parseUserResource(d);
+        const gone = this.state.remove(o.kind, o.metadata.namespace, o.metadata.name);
+        return { resource: `${o.kind.toLowerCase()}/${o.metadata.namespace ?? ''}/${o.metadata.name}`, outcome: gone ? 'deleted' : 'not found' };
+      } catch (e) {
+        return { resource: d.where, outcome: 'rejected', message: errorMessage(e) };
+      }
+    });
+  }
+
+  /** Waits until a TCP port accepts connections inside a pod's netns (for tests and the demo). */
+  async waitForPort(ref: string, port: number, timeoutMs = 10_000): Promise<void> {
+    const p = this.pod(ref);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await this.run('ip', ['netns', 'exec', p.netns, 'bash', '-c', `exec 3<>/dev/tcp/${p.ip}/${port}`], { allowFail: true, timeoutMs: 2000 });
+      if (r.code === 0) return;
+      if (Date.now() > deadline) throw new RondoError('RONDO_E_LAB_POD_NOT_READY', `pod ${keyOf(p)} does not listen on ${p.ip}:${port} after ${timeoutMs / 1000}s; see ${this.logPath(keyOf(p))}`);
+      await new Promise((r2) => setTimeout(r2, 100));
+    }
+  }
+
+  private procEntry(name: string): Extract<RecordEntry, { kind: 'process' }> | undefined {
+    const e = this.record.entries.find((x) => x.kind === 'process' && x.name === name);
+    return e?.kind === 'process' ? e : undefined;
+  }
+
+  private exitFile(netns: string): string { return join(this.runDir, 'logs', `${netns}.exit`); }
+
+  private save(): void {
+    const saved: Saved = { plan: this.plan, uids: Object.fromEntries(this.uids), ready: this.ready };
+    writeAtomic(join(this.runDir, 'lab.json'), JSON.stringify(saved) + '\n');
+  }
+
+  /** Rewrites Pods/EndpointSlices and DNAT rules when pod liveness changed. */
+  private async refresh(ready: Record<string, boolean>): Promise<void> {
+    const changed = Object.keys(ready).some((k) => ready[k] !== this.ready[k]);
+    if (!changed) return;
+    this.ready = ready;
+    this.save();
+    this.state.writePods(this.plan, this.uids, (k) => ready[k] === true);
+    await syncServices(this.run, this.plan, (k) => ready[k] === true);
+  }
+
+  private writeNames(): void {
+    for (const p of this.plan.pods) {
+      const dir = join(ETC_NETNS, p.netns);
+      this.record.add({ kind: 'etc-netns', path: dir });
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'hosts'), hostsFile(this.plan, p));
+      writeFileSync(join(dir, 'resolv.conf'), resolvConf(p));
+    }
+  }
+
+  private startPod(p: PodPlan): void {
+    mkdirSync(join(this.runDir, 'logs'), { recursive: true });
+    const info = startInNetns({
+      netns: p.netns, argv: resolveCommand(p.command), env: this.podEnv(p), log: this.logPath(keyOf(p)), exitFile: this.exitFile(p.netns), cwd: REPO_ROOT,
+    });
+    this.record.replaceProcess({ kind: 'process', role: 'pod', name: `pod/${keyOf(p)}`, ...info });
+  }
+
+  private async startMesh(progress: (l: string) => void, timeoutMs: number): Promise<void> {
+    if (!hasEntry(REPO_ROOT, 'controller')) {
+      progress('mesh: controller/main.ts not found; the lab runs without the mesh');
+      return;
+    }
+    const tokenFiles = writeTokens(this.runDir, this.plan);
+    mkdirSync(meshPaths(this.runDir).ca, { recursive: true, mode: 0o700 });
+    const env = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/root', RONDO_LAB: this.name };
+    const logs = join(this.runDir, 'logs');
+    progress(`mesh: starting the controller in ${this.plan.controller.netns} (${this.plan.controller.ip})`);
+    const ctl = startInNetns({
+      netns: this.plan.controller.netns, env, cwd: REPO_ROOT, log: join(logs, 'controller.log'), exitFile: join(logs, 'controller.exit'),
+      argv: controllerArgv({ node: process.execPath, repo: REPO_ROOT, stateDir: this.stateDir, runDir: this.runDir, plan: this.plan }),
+    });
+    this.record.add({ kind: 'process', role: 'controller', name: 'controller', ...ctl });
+    const ready = `http://${this.plan.controller.ip}:${MESH_PORTS.controllerHttp}/healthz/ready`;
+    await waitFor({
+      what: `controller (${ready})`, proc: ctl, timeoutMs,
+      check: async () => existsSync(meshPaths(this.runDir).rootCert) && (await httpGetInNetns(this.run, this.plan.controller.netns, ready, 1)).status === 200,
+    });
+    if (!hasEntry(REPO_ROOT, 'node-agent')) {
+      progress('mesh: node-agent/main.ts not found; no node agents started');
+      return;
+    }
+    const agents = this.plan.nodes.map((n) => {
+      const a = startInNetns({
+        netns: n.netns, env, cwd: REPO_ROOT, log: join(logs, `agent-${n.name}.log`), exitFile: join(logs, `agent-${n.name}.exit`),
+        argv: agentArgv({ node: process.execPath, repo: REPO_ROOT, runDir: this.runDir, plan: this.plan, nodeName: n.name, tokenFile: tokenFiles.get(n.name)! }),
+      });
+      this.record.add({ kind: 'process', role: 'node-agent', name: `node-agent/${n.name}`, ...a });
+      return { n, a };
+    });
+    progress(`mesh: started ${agents.length} node agents; waiting for them to be ready`);
+    await Promise.all(agents.map(({ n, a }) => {
+      const url = `http://${n.ip}:${MESH_PORTS.agentHealth}/healthz/ready`;
+      return waitFor({ what: `node agent ${n.name} (${url})`, proc: a, timeoutMs, check: async () => (await httpGetInNetns(this.run, n.netns, url, 1)).status === 200 });
+    }));
+  }
+}
+
+/** Maps `rondo-demo ...` to `node <repo>/lab/demo/main.ts ...` (contract); other commands run as written. */
+export function resolveCommand(argv: string[]): string[] {
+  if (argv[0] === 'rondo-demo') return [process.execPath, join(REPO_ROOT, 'lab', 'demo', 'main.ts'), ...argv.slice(1)];
+  return argv;
+}

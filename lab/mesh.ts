@@ -1,0 +1,74 @@
+/**
+ * Optional mesh processes of a lab: the controller in the controller netns and one node agent
+ * per node netns, started with the command lines of the shared contract, only when their
+ * entry points exist (they are written by other parts of the project).
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { RondoError } from '../common/errors.ts';
+import type { CommandRunner } from './run-command.ts';
+import type { LabPlan } from './plan.ts';
+import type { ProcessInfo } from './processes.ts';
+import { isOurs } from './processes.ts';
+
+/** Ports of the contract. */
+export const MESH_PORTS = { push: 15012, controllerHttp: 15014, agentHealth: 15020 } as const;
+
+/** Where the mesh files of a lab live. */
+export function meshPaths(runDir: string): { ca: string; rootCert: string; tokens: string; tokenDir: string } {
+  return { ca: join(runDir, 'ca'), rootCert: join(runDir, 'ca', 'root-cert.pem'), tokens: join(runDir, 'tokens.json'), tokenDir: join(runDir, 'tokens') };
+}
+
+/** Writes tokens.json (token -> identity) and one token file per node; returns node -> token file. */
+export function writeTokens(runDir: string, plan: LabPlan): Map<string, string> {
+  const p = meshPaths(runDir);
+  mkdirSync(p.tokenDir, { recursive: true, mode: 0o700 });
+  const table: Record<string, unknown> = {};
+  const files = new Map<string, string>();
+  for (const n of plan.nodes) {
+    const token = randomBytes(32).toString('hex');
+    table[token] = { kind: 'node-agent', node: n.name };
+    const file = join(p.tokenDir, `${n.name}.token`);
+    writeFileSync(file, token + '\n', { mode: 0o600 });
+    files.set(n.name, file);
+  }
+  writeFileSync(p.tokens, JSON.stringify(table, null, 1) + '\n', { mode: 0o600 });
+  return files;
+}
+
+/** Command line of the controller (contract). */
+export function controllerArgv(o: { node: string; repo: string; stateDir: string; runDir: string; plan: LabPlan }): string[] {
+  const p = meshPaths(o.runDir);
+  return [o.node, join(o.repo, 'controller', 'main.ts'), '--files', o.stateDir, '--listen', o.plan.controller.ip, '--ca-dir', p.ca, '--tokens', p.tokens];
+}
+
+/** Command line of one node agent (contract). */
+export function agentArgv(o: { node: string; repo: string; runDir: string; plan: LabPlan; nodeName: string; tokenFile: string }): string[] {
+  return [o.node, join(o.repo, 'node-agent', 'main.ts'), '--node', o.nodeName, '--controller', `${o.plan.controller.ip}:${MESH_PORTS.push}`,
+    '--token-file', o.tokenFile, '--ca-file', meshPaths(o.runDir).rootCert];
+}
+
+/** HTTP GET from inside a netns (the lab's addresses are unreachable from the root namespace). */
+export async function httpGetInNetns(run: CommandRunner, netns: string, url: string, timeoutS = 2): Promise<{ status: number; body: string }> {
+  const r = await run('ip', ['netns', 'exec', netns, 'curl', '-s', '-m', String(timeoutS), '-o', '-', '-w', '\n%{http_code}', url], { allowFail: true, timeoutMs: (timeoutS + 2) * 1000 });
+  const at = r.stdout.lastIndexOf('\n');
+  return { status: Number(r.stdout.slice(at + 1)) || 0, body: r.stdout.slice(0, Math.max(at, 0)) };
+}
+
+/** Polls until `check` is true; fails with `what` and the log path when the process dies or time runs out. */
+export async function waitFor(o: { what: string; proc: ProcessInfo; timeoutMs: number; check: () => Promise<boolean>; sleep?: (ms: number) => Promise<void> }): Promise<void> {
+  const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const deadline = Date.now() + o.timeoutMs;
+  for (;;) {
+    if (await o.check()) return;
+    if (!isOurs(o.proc)) throw new RondoError('RONDO_E_LAB_MESH', `${o.what}: the process exited; see ${o.proc.log}`);
+    if (Date.now() > deadline) throw new RondoError('RONDO_E_LAB_MESH', `${o.what}: not ready after ${o.timeoutMs / 1000}s; see ${o.proc.log}`);
+    await sleep(200);
+  }
+}
+
+/** True when the entry point of a mesh part is present in the repo. */
+export function hasEntry(repo: string, part: 'controller' | 'node-agent'): boolean {
+  return existsSync(join(repo, part, 'main.ts'));
+}
