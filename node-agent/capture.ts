@@ -1,0 +1,286 @@
+/**
+ * Traffic capture in the node's network namespace: an ipset of enrolled pod IPs and the
+ * agent's own iptables chains, reconciled idempotently in one batch each
+ * (`ipset -exist restore`, `iptables-restore --noflush`).
+ *
+ * Rules (nat PREROUTING, jumped at position 1 so the agent sees a Service VIP as the
+ * original destination, before kube-proxy's / the lab's DNAT):
+ *   1. TCP from an enrolled pod                  -> REDIRECT 15001 (outbound)
+ *   2. TCP to an enrolled pod, port 15008        -> REDIRECT 15008 (HBONE in)
+ *   3. TCP to an enrolled pod, any other port    -> REDIRECT 15006 (plaintext in)
+ * PREROUTING only sees packets arriving on an interface, so "from outside the node" needs
+ * no interface or CIDR match: the node's own processes (kubelet probes, the agent's own
+ * upstream connections) leave through OUTPUT and are never captured, and no mark is needed.
+ * A local non-mesh pod counts as outside (its plaintext hits 15006 and STRICT refuses it).
+ *
+ * Bypass guard (filter FORWARD): a connection the node DNATed (a local non-mesh pod to a
+ * Service VIP) reaches the enrolled pod's IP only after nat PREROUTING already ran, so rule 3
+ * cannot see it; a SYN forwarded to an enrolled pod after DNAT is rejected with a reset
+ * instead of slipping past mTLS. (Under PERMISSIVE such a client must use the pod IP.)
+ *
+ * Agent down: the rules and the set stay (unless the agent is stopped with cleanup), so
+ * captured connections meet a closed port and are reset: fail closed. Enrolled pods lose
+ * connectivity until the agent is back rather than silently talking plaintext.
+ */
+import { spawn } from 'node:child_process';
+import { isIP } from 'node:net';
+import { RondoError } from '../common/errors.ts';
+import type { Logger } from '../common/log.ts';
+
+/** Name of the ipset holding this node's enrolled pod IPs. */
+export const ENROLLED_SET = 'rondo-enrolled';
+/** The agent's nat chain, jumped from PREROUTING at position 1. */
+export const NAT_CHAIN = 'RONDO-PREROUTING';
+/** The agent's filter chain, jumped from FORWARD at position 1. */
+export const FILTER_CHAIN = 'RONDO-FORWARD';
+
+/** Capture redirect ports. */
+export const CAPTURE_PORTS = { outbound: 15001, inbound: 15006, hbone: 15008 } as const;
+
+/** Result of one external command. */
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+/** Runs a command with optional stdin; injectable so tests can check the generated text. */
+export type CommandRunner = (cmd: string, args: readonly string[], stdin?: string) => Promise<CommandResult>;
+
+/** A capture rule change that the kernel refused; names the command and its stderr. */
+export class CaptureError extends RondoError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('RONDO_E_CAPTURE', message, options);
+    this.name = 'CaptureError';
+  }
+}
+
+/** Runs commands with child_process.spawn, feeding stdin, with a timeout. */
+export const spawnRunner: CommandRunner = (cmd, args, stdin) =>
+  new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], timeout: 10_000 });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', (e) =>
+      reject(new CaptureError(`cannot run ${cmd}: ${e.message}; is it installed and on PATH?`, { cause: e })),
+    );
+    child.on('close', (code) =>
+      resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }),
+    );
+    child.stdin.on('error', () => undefined); // the command may exit before reading stdin
+    child.stdin.end(stdin ?? '');
+  });
+
+/** The rules of the agent's nat chain, in iptables-save's canonical form. */
+export function natRules(): string[] {
+  const set = `-m set --match-set ${ENROLLED_SET}`;
+  return [
+    `-A ${NAT_CHAIN} -p tcp ${set} src -j REDIRECT --to-ports ${CAPTURE_PORTS.outbound}`,
+    `-A ${NAT_CHAIN} -p tcp ${set} dst -m tcp --dport ${CAPTURE_PORTS.hbone} -j REDIRECT --to-ports ${CAPTURE_PORTS.hbone}`,
+    `-A ${NAT_CHAIN} -p tcp ${set} dst -j REDIRECT --to-ports ${CAPTURE_PORTS.inbound}`,
+  ];
+}
+
+/** The rules of the agent's filter chain (DNAT bypass guard), canonical form. */
+export function filterRules(): string[] {
+  return [
+    `-A ${FILTER_CHAIN} -p tcp -m set --match-set ${ENROLLED_SET} dst -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate DNAT -j REJECT --reject-with tcp-reset`,
+  ];
+}
+
+/** What the agent's chains look like now in one table, parsed from iptables-save. */
+export interface ChainState {
+  exists: boolean;
+  rules: string[];
+  /** 0-based positions of the jump among the parent chain's rules. */
+  jumpPositions: number[];
+}
+
+/** Parses `iptables-save -t <table>` output for `chain` and its jump from `parent`. */
+export function parseChain(save: string, parent: string, chain: string): ChainState {
+  const rules: string[] = [];
+  const jumpPositions: number[] = [];
+  let exists = false;
+  let parentIdx = 0;
+  for (const line of save.split('\n')) {
+    if (line.startsWith(`:${chain} `)) exists = true;
+    else if (line.startsWith(`-A ${chain} `)) rules.push(line.trim());
+    else if (line.startsWith(`-A ${parent} `)) {
+      if (line.trim() === `-A ${parent} -j ${chain}`) jumpPositions.push(parentIdx);
+      parentIdx++;
+    }
+  }
+  return { exists, rules, jumpPositions };
+}
+
+/** True when the chain holds exactly `want` and is jumped once, first. */
+export function chainInPlace(s: ChainState, want: readonly string[]): boolean {
+  return (
+    s.exists &&
+    s.jumpPositions.length === 1 &&
+    s.jumpPositions[0] === 0 &&
+    s.rules.length === want.length &&
+    s.rules.every((r, i) => r === want[i])
+  );
+}
+
+/**
+ * iptables-restore --noflush input that makes `chain` hold exactly `want`, jumped once at
+ * position 1 of `parent`. Declaring the chain flushes it in --noflush mode; surplus or
+ * misplaced jumps are deleted first. One batch: the kernel applies it atomically.
+ */
+export function renderChainRestore(table: string, parent: string, chain: string, s: ChainState, want: readonly string[]): string {
+  const lines = [`*${table}`, `:${chain} - [0:0]`, ...want];
+  const jumpOk = s.jumpPositions.length === 1 && s.jumpPositions[0] === 0;
+  if (!jumpOk) {
+    for (let i = 0; i < s.jumpPositions.length; i++) lines.push(`-D ${parent} -j ${chain}`);
+    lines.push(`-I ${parent} 1 -j ${chain}`);
+  }
+  lines.push('COMMIT', '');
+  return lines.join('\n');
+}
+
+/** iptables-restore --noflush input removing the chain and every jump to it (empty if absent). */
+export function renderChainRemoval(table: string, parent: string, chain: string, s: ChainState): string {
+  if (!s.exists && s.jumpPositions.length === 0) return '';
+  const lines = [`*${table}`];
+  for (let i = 0; i < s.jumpPositions.length; i++) lines.push(`-D ${parent} -j ${chain}`);
+  if (s.exists) lines.push(`-F ${chain}`, `-X ${chain}`);
+  lines.push('COMMIT', '');
+  return lines.join('\n');
+}
+
+/** Parses the members of `ipset list <set> -o save` output. */
+export function parseIpsetSave(save: string, set: string = ENROLLED_SET): Set<string> {
+  const out = new Set<string>();
+  const prefix = `add ${set} `;
+  for (const line of save.split('\n')) {
+    if (line.startsWith(prefix)) out.add(line.slice(prefix.length).trim().split(' ')[0]!);
+  }
+  return out;
+}
+
+/** `ipset -exist restore` input that creates the set if needed and syncs its members. */
+export function renderIpsetRestore(current: ReadonlySet<string>, desired: ReadonlySet<string>, set: string = ENROLLED_SET): string {
+  const lines = [`create ${set} hash:ip family inet`];
+  for (const ip of desired) if (!current.has(ip)) lines.push(`add ${set} ${ip}`);
+  for (const ip of current) if (!desired.has(ip)) lines.push(`del ${set} ${ip}`);
+  lines.push('');
+  return lines.join('\n');
+}
+
+/** Options of Capture.create. */
+export interface CaptureOptions {
+  log: Logger;
+  /** Command runner; tests inject one, e2e wraps `ip netns exec`. */
+  run?: CommandRunner;
+  /** Reject SYNs DNATed to enrolled pods in FORWARD (default true). */
+  dnatGuard?: boolean;
+}
+
+/** Owns the ipset and iptables chains of the node's capture. */
+export class Capture {
+  readonly #log: Logger;
+  readonly #run: CommandRunner;
+  readonly #dnatGuard: boolean;
+  // Serialises reconcile/remove: two batches computed from the same snapshot would fight.
+  #queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(o: CaptureOptions) {
+    this.#log = o.log;
+    this.#run = o.run ?? spawnRunner;
+    this.#dnatGuard = o.dnatGuard ?? true;
+  }
+
+  /** Creates the capture controller (no kernel changes until reconcile). */
+  static create(o: CaptureOptions): Capture {
+    return new Capture(o);
+  }
+
+  /** Makes the set hold exactly these IPv4 pod IPs and puts the chains in place; idempotent. */
+  reconcile(enrolledLocalPodIps: string[]): Promise<void> {
+    return this.#serial(() => this.#reconcile(enrolledLocalPodIps));
+  }
+
+  /** Removes every chain, jump and set capture made (uninstall / `--cleanup-on-exit`). */
+  remove(): Promise<void> {
+    return this.#serial(() => this.#remove());
+  }
+
+  /** Current rules and set members, for the admin endpoint and tests. */
+  async dump(): Promise<string> {
+    const nat = await this.#must('iptables-save', ['-t', 'nat']);
+    const filter = await this.#must('iptables-save', ['-t', 'filter']);
+    const set = await this.#run('ipset', ['list', ENROLLED_SET, '-o', 'save']);
+    const pick = (save: string): string[] =>
+      save.split('\n').filter((l) => l.includes('RONDO-') && !l.startsWith('#'));
+    const members = set.code === 0 ? set.stdout.split('\n').filter((l) => l.length > 0).map((l) => l.replace(/ initval \S+/, '')) : [];
+    return [...pick(nat.stdout), ...pick(filter.stdout), ...members].join('\n') + '\n';
+  }
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.#queue.then(fn, fn);
+    this.#queue = next.catch(() => undefined);
+    return next;
+  }
+
+  async #reconcile(ips: string[]): Promise<void> {
+    const desired = new Set<string>();
+    for (const ip of ips) {
+      if (isIP(ip) === 4) desired.add(ip);
+      else this.#log.warn('not capturing a non-IPv4 pod address: IPv6 capture is not implemented', { ip });
+    }
+    const listed = await this.#run('ipset', ['list', ENROLLED_SET, '-o', 'save']);
+    const current = listed.code === 0 ? parseIpsetSave(listed.stdout) : new Set<string>();
+    const setScript = renderIpsetRestore(current, desired);
+    // The set must exist before any rule references it.
+    if (listed.code !== 0 || setScript.split('\n').length > 2) {
+      await this.#must('ipset', ['-exist', 'restore'], setScript);
+    }
+    const changed = await this.#ensureChain('nat', 'PREROUTING', NAT_CHAIN, natRules());
+    const guard = this.#dnatGuard
+      ? await this.#ensureChain('filter', 'FORWARD', FILTER_CHAIN, filterRules())
+      : await this.#removeChain('filter', 'FORWARD', FILTER_CHAIN);
+    const added = [...desired].filter((ip) => !current.has(ip)).length;
+    const removed = [...current].filter((ip) => !desired.has(ip)).length;
+    if (changed || guard || added > 0 || removed > 0) {
+      this.#log.info('capture reconciled', { enrolled: desired.size, added, removed, rulesRewritten: changed || guard });
+    }
+  }
+
+  async #ensureChain(table: string, parent: string, chain: string, want: string[]): Promise<boolean> {
+    const save = await this.#must('iptables-save', ['-t', table]);
+    const s = parseChain(save.stdout, parent, chain);
+    if (chainInPlace(s, want)) return false;
+    await this.#must('iptables-restore', ['--noflush'], renderChainRestore(table, parent, chain, s, want));
+    return true;
+  }
+
+  async #removeChain(table: string, parent: string, chain: string): Promise<boolean> {
+    const save = await this.#must('iptables-save', ['-t', table]);
+    const script = renderChainRemoval(table, parent, chain, parseChain(save.stdout, parent, chain));
+    if (script === '') return false;
+    await this.#must('iptables-restore', ['--noflush'], script);
+    return true;
+  }
+
+  async #remove(): Promise<void> {
+    await this.#removeChain('nat', 'PREROUTING', NAT_CHAIN);
+    await this.#removeChain('filter', 'FORWARD', FILTER_CHAIN);
+    const listed = await this.#run('ipset', ['list', ENROLLED_SET, '-o', 'save']);
+    if (listed.code === 0) await this.#must('ipset', ['destroy', ENROLLED_SET]);
+    this.#log.info('capture removed', { set: ENROLLED_SET, chains: [NAT_CHAIN, FILTER_CHAIN] });
+  }
+
+  async #must(cmd: string, args: string[], stdin?: string): Promise<CommandResult> {
+    const r = await this.#run(cmd, args, stdin);
+    if (r.code !== 0) {
+      throw new CaptureError(
+        `${cmd} ${args.join(' ')} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}; ` +
+          'does the agent run as root (CAP_NET_ADMIN) in the node network namespace with the ip_set and xt_set modules available?',
+      );
+    }
+    return r;
+  }
+}

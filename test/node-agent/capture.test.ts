@@ -1,0 +1,161 @@
+import t from 'tap';
+import { createLogger } from '../../common/log.ts';
+import {
+  Capture, CaptureError, chainInPlace, natRules, parseChain, parseIpsetSave, renderChainRemoval,
+  renderChainRestore, renderIpsetRestore, type CommandRunner,
+} from '../../node-agent/capture.ts';
+
+const log = createLogger('test', { write: () => true }, 'error');
+
+/** A fake kernel: keeps iptables-save text per table and the set, applies our scripts. */
+function fakeKernel() {
+  const calls: { cmd: string; args: string[]; stdin?: string }[] = [];
+  const tables: Record<string, { chains: Set<string>; rules: string[] }> = {
+    nat: { chains: new Set(['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING']), rules: ['-A PREROUTING -j LAB-SERVICES'] },
+    filter: { chains: new Set(['INPUT', 'FORWARD', 'OUTPUT']), rules: [] },
+  };
+  let set: Set<string> | undefined;
+  const run: CommandRunner = (cmd, args, stdin) => {
+    calls.push(stdin === undefined ? { cmd, args: [...args] } : { cmd, args: [...args], stdin });
+    const ok = (stdout = '') => Promise.resolve({ code: 0, stdout, stderr: '' });
+    if (cmd === 'iptables-save') {
+      const tb = tables[args[1]!]!;
+      return ok([`*${args[1]}`, ...[...tb.chains].map((c) => `:${c} - [0:0]`), ...tb.rules, 'COMMIT'].join('\n'));
+    }
+    if (cmd === 'iptables-restore') {
+      let tb = tables.nat!;
+      for (const line of stdin!.split('\n')) {
+        if (line.startsWith('*')) tb = tables[line.slice(1)]!;
+        else if (line.startsWith(':')) {
+          const c = line.slice(1).split(' ')[0]!;
+          tb.chains.add(c);
+          tb.rules = tb.rules.filter((r) => !r.startsWith(`-A ${c} `));
+        } else if (line.startsWith('-A ')) tb.rules.push(line);
+        else if (line.startsWith('-I ')) {
+          const [, parent, , ...rest] = line.split(' ');
+          const idx = tb.rules.findIndex((r) => r.startsWith(`-A ${parent} `));
+          tb.rules.splice(idx < 0 ? tb.rules.length : idx, 0, `-A ${parent} ${rest.join(' ')}`);
+        } else if (line.startsWith('-D ')) {
+          const i = tb.rules.indexOf(`-A ${line.slice(3)}`);
+          if (i < 0) return Promise.resolve({ code: 1, stdout: '', stderr: 'Bad rule' });
+          tb.rules.splice(i, 1);
+        } else if (line.startsWith('-F ')) tb.rules = tb.rules.filter((r) => !r.startsWith(`-A ${line.slice(3)} `));
+        else if (line.startsWith('-X ')) tb.chains.delete(line.slice(3));
+      }
+      return ok();
+    }
+    if (cmd === 'ipset' && args[0] === 'list') {
+      if (set === undefined) return Promise.resolve({ code: 1, stdout: '', stderr: 'The set with the given name does not exist' });
+      return ok(['create rondo-enrolled hash:ip family inet hashsize 1024 maxelem 65536', ...[...set].map((ip) => `add rondo-enrolled ${ip}`)].join('\n'));
+    }
+    if (cmd === 'ipset' && args[1] === 'restore') {
+      for (const line of stdin!.split('\n')) {
+        const [op, , ip] = line.split(' ');
+        if (op === 'create') set ??= new Set();
+        else if (op === 'add') set!.add(ip!);
+        else if (op === 'del') set!.delete(ip!);
+      }
+      return ok();
+    }
+    if (cmd === 'ipset' && args[0] === 'destroy') { set = undefined; return ok(); }
+    return Promise.resolve({ code: 127, stdout: '', stderr: 'unknown' });
+  };
+  return { run, calls, tables, get set() { return set; } };
+}
+
+t.test('first reconcile creates the set, the chains and one jump at position 1, in batches', async (t) => {
+  const k = fakeKernel();
+  const cap = Capture.create({ log, run: k.run });
+  await cap.reconcile(['10.244.1.5', '10.244.1.6']);
+  t.same([...k.set!].sort(), ['10.244.1.5', '10.244.1.6']);
+  const nat = k.tables.nat!.rules;
+  t.equal(nat[0], '-A PREROUTING -j RONDO-PREROUTING', 'jump ahead of the service NAT');
+  t.equal(nat[1], '-A PREROUTING -j LAB-SERVICES');
+  t.same(nat.filter((r) => r.startsWith('-A RONDO-PREROUTING')), [
+    '-A RONDO-PREROUTING -p tcp -m set --match-set rondo-enrolled src -j REDIRECT --to-ports 15001',
+    '-A RONDO-PREROUTING -p tcp -m set --match-set rondo-enrolled dst -m tcp --dport 15008 -j REDIRECT --to-ports 15008',
+    '-A RONDO-PREROUTING -p tcp -m set --match-set rondo-enrolled dst -j REDIRECT --to-ports 15006',
+  ]);
+  t.same(k.tables.filter!.rules.filter((r) => r.startsWith('-A FORWARD')), ['-A FORWARD -j RONDO-FORWARD']);
+  const restores = k.calls.filter((c) => c.cmd === 'iptables-restore');
+  t.equal(restores.length, 2, 'one batch per table');
+  t.ok(restores.every((c) => c.args.includes('--noflush')));
+});
+
+t.test('reconcile again (and from a fresh instance, as after a restart) changes nothing', async (t) => {
+  const k = fakeKernel();
+  await Capture.create({ log, run: k.run }).reconcile(['10.244.1.5']);
+  const before = JSON.stringify(k.tables);
+  const n = k.calls.length;
+  await Capture.create({ log, run: k.run }).reconcile(['10.244.1.5']);
+  t.equal(JSON.stringify(k.tables), before);
+  t.notOk(k.calls.slice(n).some((c) => c.cmd === 'iptables-restore' || c.args[1] === 'restore'), 'no writes');
+});
+
+t.test('pods enrolled and removed at run time: only the set changes', async (t) => {
+  const k = fakeKernel();
+  const cap = Capture.create({ log, run: k.run });
+  await cap.reconcile(['10.244.1.5', '10.244.1.6']);
+  const n = k.calls.length;
+  await cap.reconcile(['10.244.1.6', '10.244.1.7', 'fd00::1']);
+  t.same([...k.set!].sort(), ['10.244.1.6', '10.244.1.7']);
+  const writes = k.calls.slice(n).filter((c) => c.stdin !== undefined);
+  t.equal(writes.length, 1);
+  t.match(writes[0]!.stdin, /add rondo-enrolled 10\.244\.1\.7\ndel rondo-enrolled 10\.244\.1\.5/);
+});
+
+t.test('a duplicated or misplaced jump is repaired', async (t) => {
+  const k = fakeKernel();
+  await Capture.create({ log, run: k.run }).reconcile([]);
+  k.tables.nat!.rules.push('-A PREROUTING -j RONDO-PREROUTING');
+  k.tables.nat!.rules.splice(0, 1);
+  await Capture.create({ log, run: k.run }).reconcile([]);
+  t.same(k.tables.nat!.rules.filter((r) => r.startsWith('-A PREROUTING')), ['-A PREROUTING -j RONDO-PREROUTING', '-A PREROUTING -j LAB-SERVICES']);
+});
+
+t.test('remove() deletes the jumps, chains and the set; twice is harmless', async (t) => {
+  const k = fakeKernel();
+  const cap = Capture.create({ log, run: k.run });
+  await cap.reconcile(['10.244.1.5']);
+  await cap.remove();
+  await cap.remove();
+  t.same(k.tables.nat!.rules, ['-A PREROUTING -j LAB-SERVICES']);
+  t.notOk(k.tables.nat!.chains.has('RONDO-PREROUTING'));
+  t.same(k.tables.filter!.rules, []);
+  t.equal(k.set, undefined);
+});
+
+t.test('without the DNAT guard the filter chain is absent', async (t) => {
+  const k = fakeKernel();
+  await Capture.create({ log, run: k.run }).reconcile([]);
+  await Capture.create({ log, run: k.run, dnatGuard: false }).reconcile([]);
+  t.same(k.tables.filter!.rules, []);
+});
+
+t.test('a failing command raises CaptureError naming the command and what to check', async (t) => {
+  const run: CommandRunner = () => Promise.resolve({ code: 2, stdout: '', stderr: "can't initialize iptables table `nat'" });
+  await t.rejects(Capture.create({ log, run }).reconcile(['10.244.1.5']), { code: 'RONDO_E_CAPTURE', message: /ipset -exist restore failed.*CAP_NET_ADMIN/ });
+  t.ok(new CaptureError('x') instanceof Error);
+});
+
+t.test('dump() lists our rules and set members', async (t) => {
+  const k = fakeKernel();
+  const cap = Capture.create({ log, run: k.run });
+  await cap.reconcile(['10.244.1.5']);
+  const d = await cap.dump();
+  t.match(d, /-A PREROUTING -j RONDO-PREROUTING/);
+  t.match(d, /add rondo-enrolled 10\.244\.1\.5/);
+  t.notMatch(d, /LAB-SERVICES/);
+});
+
+t.test('pure helpers', (t) => {
+  const s = parseChain(':RONDO-PREROUTING - [0:0]\n-A PREROUTING -j X\n-A PREROUTING -j RONDO-PREROUTING\n', 'PREROUTING', 'RONDO-PREROUTING');
+  t.same(s, { exists: true, rules: [], jumpPositions: [1] });
+  t.notOk(chainInPlace(s, natRules()));
+  t.equal(renderChainRestore('nat', 'PREROUTING', 'RONDO-PREROUTING', s, ['-A RONDO-PREROUTING -j RETURN']),
+    '*nat\n:RONDO-PREROUTING - [0:0]\n-A RONDO-PREROUTING -j RETURN\n-D PREROUTING -j RONDO-PREROUTING\n-I PREROUTING 1 -j RONDO-PREROUTING\nCOMMIT\n');
+  t.equal(renderChainRemoval('nat', 'PREROUTING', 'RONDO-PREROUTING', { exists: false, rules: [], jumpPositions: [] }), '');
+  t.same([...parseIpsetSave('create rondo-enrolled hash:ip\nadd rondo-enrolled 10.0.0.1\nadd other 10.0.0.2\n')], ['10.0.0.1']);
+  t.equal(renderIpsetRestore(new Set(['a']), new Set(['a'])), 'create rondo-enrolled hash:ip family inet\n');
+  t.end();
+});
