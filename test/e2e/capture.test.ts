@@ -31,7 +31,7 @@ function servers(ns: string, tags: Record<number, string>): Promise<ChildProcess
     `for(const [p,tag] of e) net.createServer((s)=>s.end(tag+'\\n')).listen(+p,'0.0.0.0',()=>{if(++n===e.length)console.log('ready')});`;
   const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
-    child.stdout!.once('data', () => resolve(child));
+    child.stdout.once('data', () => resolve(child));
     child.once('exit', (c) => reject(new Error(`server in ${ns} exited ${c}`)));
   });
 }
