@@ -1,0 +1,292 @@
+/**
+ * The node agent's Prometheus metrics: the Istio-standard TCP metrics (so existing
+ * dashboards work) and the agent's own health. The per-connection path is cheap: labels are
+ * resolved once per connection into prom-client children, byte counts accumulate in plain
+ * numbers and reach the counters on close or when Prometheus scrapes (long-lived
+ * connections show progress without a timer or a per-chunk counter update).
+ */
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { Service, Workload } from '../common/wire.ts';
+
+/** Label names of the Istio TCP metrics, in Istio's order. */
+export const TCP_LABEL_NAMES = [
+  'reporter',
+  'source_workload',
+  'source_workload_namespace',
+  'source_principal',
+  'destination_workload',
+  'destination_workload_namespace',
+  'destination_service',
+  'destination_principal',
+  'request_protocol',
+  'connection_security_policy',
+] as const;
+
+/** Resolved label values of one connection. */
+export type TcpLabels = Record<(typeof TCP_LABEL_NAMES)[number], string>;
+
+/** Short, bounded refusal reasons: the `reason` label of rondo_agent_refused_connections_total. */
+export const REFUSE_REASONS = [
+  'source_not_enrolled',
+  'no_ready_endpoints',
+  'waypoint_unavailable',
+  'policy_denied',
+  'plaintext_not_allowed',
+  'unknown_destination',
+  'upstream_failed',
+  'certificate_unavailable',
+  'other',
+] as const;
+/** One of REFUSE_REASONS. */
+export type RefuseReason = (typeof REFUSE_REASONS)[number];
+
+const UNKNOWN = 'unknown';
+
+/** What a connection's labels are built from; absent parts become `unknown` (as Istio does). */
+export interface ConnectionLabelInput {
+  reporter: 'source' | 'destination';
+  source?: Workload | undefined;
+  /** Peer identity seen on the wire; defaults to source.identity when the source is ours. */
+  sourcePrincipal?: string | undefined;
+  destination?: Workload | undefined;
+  destinationPrincipal?: string | undefined;
+  service?: Service | undefined;
+  /** `mutual_tls` over HBONE, `none` for plaintext (PERMISSIVE inbound, passthrough). */
+  mtls: boolean;
+}
+
+/** Builds the Istio TCP label values for one connection. */
+export function tcpLabels(i: ConnectionLabelInput): TcpLabels {
+  return {
+    reporter: i.reporter,
+    source_workload: i.source?.workloadName ?? UNKNOWN,
+    source_workload_namespace: i.source?.namespace ?? UNKNOWN,
+    source_principal: i.sourcePrincipal ?? (i.mtls ? i.source?.identity : undefined) ?? UNKNOWN,
+    destination_workload: i.destination?.workloadName ?? UNKNOWN,
+    destination_workload_namespace: i.destination?.namespace ?? i.service?.namespace ?? UNKNOWN,
+    destination_service: i.service?.hostname ?? UNKNOWN,
+    destination_principal: i.destinationPrincipal ?? (i.mtls ? i.destination?.identity : undefined) ?? UNKNOWN,
+    request_protocol: 'tcp',
+    connection_security_policy: i.mtls ? 'mutual_tls' : 'none',
+  };
+}
+
+/** Classifies a decision/refusal message into a bounded REFUSE_REASONS value. */
+export function refuseReasonOf(message: string): RefuseReason {
+  if (message.startsWith('source not enrolled')) return 'source_not_enrolled';
+  if (message.includes('no ready endpoints')) return 'no_ready_endpoints';
+  if (message.startsWith('waypoint ')) return 'waypoint_unavailable';
+  if (message.startsWith('denied by') || message.startsWith('no ALLOW policy matched')) return 'policy_denied';
+  return 'other';
+}
+
+interface CounterChild {
+  inc(value?: number): void;
+}
+
+/** Byte and lifecycle accounting for one connection; create with AgentMetrics.connection(). */
+export class ConnectionMetrics {
+  /** Label values this connection reports under. */
+  readonly labels: Readonly<TcpLabels>;
+  #sent = 0;
+  #received = 0;
+  #closed = false;
+  readonly #owner: AgentMetrics;
+  readonly #sentChild: CounterChild;
+  readonly #receivedChild: CounterChild;
+  readonly #closedChild: CounterChild;
+
+  /** @internal use AgentMetrics.connection() */
+  constructor(owner: AgentMetrics, labels: TcpLabels, children: { sent: CounterChild; received: CounterChild; closed: CounterChild }) {
+    this.#owner = owner;
+    this.labels = labels;
+    this.#sentChild = children.sent;
+    this.#receivedChild = children.received;
+    this.#closedChild = children.closed;
+  }
+
+  /** Counts bytes sent toward the destination (by the reporter, Istio's sent_bytes). */
+  addSent(n: number): void {
+    this.#sent += n;
+  }
+
+  /** Counts bytes received from the destination. */
+  addReceived(n: number): void {
+    this.#received += n;
+  }
+
+  /** Moves accumulated bytes into the counters (on scrape and on close). */
+  flush(): void {
+    if (this.#sent > 0) this.#sentChild.inc(this.#sent);
+    if (this.#received > 0) this.#receivedChild.inc(this.#received);
+    this.#sent = 0;
+    this.#received = 0;
+  }
+
+  /** Flushes and counts the close; later calls do nothing. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.flush();
+    this.#closedChild.inc();
+    this.#owner.forget(this);
+  }
+}
+
+/** Options of AgentMetrics. */
+export interface AgentMetricsOptions {
+  registry?: Registry;
+  /** Wall clock in ms, injectable for tests. */
+  now?: () => number;
+  /**
+   * Also export Node process metrics (CPU, memory, event loop lag, GC). prom-client names
+   * three of its gauges `*_total`, which `promtool check metrics` flags as a lint issue.
+   */
+  processMetrics?: boolean;
+}
+
+/** The node agent's metrics registry and the helpers the data path calls. */
+export class AgentMetrics {
+  /** Registry to expose on /metrics. */
+  readonly registry: Registry;
+  readonly #now: () => number;
+  readonly #open = new Set<ConnectionMetrics>();
+  #configAppliedAt: number | undefined;
+
+  readonly #opened: Counter<string>;
+  readonly #closed: Counter<string>;
+  readonly #sent: Counter<string>;
+  readonly #received: Counter<string>;
+  readonly #configVersion: Gauge<string>;
+  readonly #connected: Gauge<string>;
+  readonly #certExpiry: Gauge<string>;
+  readonly #pool: Gauge<string>;
+  readonly #refused: Counter<string>;
+  readonly #audit: Counter<string>;
+
+  constructor(o: AgentMetricsOptions = {}) {
+    this.registry = o.registry ?? new Registry();
+    this.#now = o.now ?? Date.now;
+    const registers = [this.registry];
+    const labelNames = [...TCP_LABEL_NAMES];
+    const flushAll = (): void => this.flushAll();
+    this.#opened = new Counter({ name: 'istio_tcp_connections_opened_total', help: 'TCP connections opened', labelNames, registers });
+    this.#closed = new Counter({ name: 'istio_tcp_connections_closed_total', help: 'TCP connections closed', labelNames, registers });
+    this.#sent = new Counter({ name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent during TCP connections', labelNames, registers, collect: flushAll });
+    this.#received = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received during TCP connections', labelNames, registers, collect: flushAll });
+    const now = this.#now;
+    // Before the first config the age counts from start-up, so a stale-config alert also
+    // fires for an agent that never received one.
+    const startedAt = now();
+    const appliedAt = (): number => this.#configAppliedAt ?? startedAt;
+    new Gauge({
+      name: 'rondo_agent_config_age_seconds',
+      help: 'Seconds since the last configuration was applied (since start-up before the first)',
+      registers,
+      collect() {
+        this.set((now() - appliedAt()) / 1000);
+      },
+    });
+    this.#configVersion = new Gauge({ name: 'rondo_agent_config_version', help: 'Version of the configuration being served', registers });
+    this.#connected = new Gauge({ name: 'rondo_agent_connected', help: '1 while connected to the controller, else 0', registers });
+    this.#certExpiry = new Gauge({
+      name: 'rondo_agent_cert_expiry_timestamp_seconds',
+      help: 'Expiry (Unix seconds) of each workload certificate the agent holds',
+      labelNames: ['identity'],
+      registers,
+    });
+    this.#pool = new Gauge({
+      name: 'rondo_agent_pool_connections',
+      help: 'HBONE pool size: sessions (TLS connections) and streams (tunnelled connections)',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.#refused = new Counter({
+      name: 'rondo_agent_refused_connections_total',
+      help: 'Connections the agent refused, by reason',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.#audit = new Counter({
+      name: 'rondo_agent_policy_audit_total',
+      help: 'AUDIT policy matches, with the decision the connection got',
+      labelNames: ['policy', 'decision'],
+      registers,
+    });
+    const open = this.#open;
+    new Gauge({
+      name: 'rondo_agent_open_connections',
+      help: 'Connections currently tracked by the agent',
+      registers,
+      collect() {
+        this.set(open.size);
+      },
+    });
+    this.#connected.set(0);
+    this.#configVersion.set(0);
+    if (o.processMetrics === true) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Counts a connection as opened and returns its accounting object (call close() once). */
+  connection(labels: TcpLabels): ConnectionMetrics {
+    this.#opened.inc(labels);
+    const c = new ConnectionMetrics(this, labels, {
+      sent: this.#sent.labels(labels),
+      received: this.#received.labels(labels),
+      closed: this.#closed.labels(labels),
+    });
+    this.#open.add(c);
+    return c;
+  }
+
+  /** @internal called by ConnectionMetrics.close(). */
+  forget(c: ConnectionMetrics): void {
+    this.#open.delete(c);
+  }
+
+  /** Moves every open connection's byte counts into the counters. */
+  flushAll(): void {
+    for (const c of this.#open) c.flush();
+  }
+
+  /** Counts one refused connection. */
+  refused(reason: RefuseReason): void {
+    this.#refused.inc({ reason });
+  }
+
+  /** Counts AUDIT policy matches of one authorization decision. */
+  audited(policies: readonly string[], allowed: boolean): void {
+    for (const policy of policies) this.#audit.inc({ policy, decision: allowed ? 'allow' : 'deny' });
+  }
+
+  /** Records that config `version` was applied now. */
+  configApplied(version: number): void {
+    this.#configVersion.set(version);
+    this.#configAppliedAt = this.#now();
+  }
+
+  /** Records the controller connection state. */
+  setConnected(connected: boolean): void {
+    this.#connected.set(connected ? 1 : 0);
+  }
+
+  /** Records a workload certificate's expiry. */
+  setCertExpiry(identity: string, notAfter: Date): void {
+    this.#certExpiry.set({ identity }, notAfter.getTime() / 1000);
+  }
+
+  /** Drops the series of a certificate the agent no longer holds. */
+  forgetCert(identity: string): void {
+    this.#certExpiry.remove({ identity });
+  }
+
+  /** Records the HBONE pool size. */
+  setPool(kind: 'sessions' | 'streams', n: number): void {
+    this.#pool.set({ kind }, n);
+  }
+
+  /** The exposition text, as served on /metrics. */
+  exposition(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
