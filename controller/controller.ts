@@ -1,0 +1,213 @@
+/**
+ * The controller process in one object: sources -> store -> (debounced) model build ->
+ * push server; the CA signs CSRs after a node-authorization check; :15014 serves metrics,
+ * health and debug. create() binds everything and fails loudly; close() is idempotent.
+ */
+import type { Registry } from 'prom-client';
+import type { Logger } from '../common/log.ts';
+import type { ProxyIdentity } from '../common/wire.ts';
+import { RondoError, errorMessage } from '../common/errors.ts';
+import { ObjectStore } from './store.ts';
+import { ModelBuilder, forProxy, type MeshSnapshot } from './model/build.ts';
+import type { InvalidResource } from './model/labels.ts';
+import { PushServer } from './push/server.ts';
+import type { Authenticator } from './push/auth.ts';
+import { createControllerMetrics, type ControllerMetrics } from './metrics.ts';
+import { createHttpEndpoint, type HttpEndpoint } from './http.ts';
+import type { ResourceSink, Source } from './sources/types.ts';
+
+/** What the controller needs from the CA (controller/ca.ts CertificateAuthority). */
+export interface CaLike {
+  signCsr(csrPem: string, expectedIdentity: string): Promise<string[]>;
+  issueServing(o: { ips: string[]; dnsNames: string[] }): Promise<{ keyPem: string; chain: string[] }>;
+  readonly trustBundle: string[];
+}
+
+/** Options of Controller.create(). */
+export interface ControllerOptions {
+  /** Address for both listeners (the controller's underlay IP in the lab). */
+  listen: string;
+  pushPort: number;
+  metricsPort: number;
+  trustDomain: string;
+  rootNamespace?: string;
+  /** Quiet time after the last change before a version is built (default 50). */
+  debounceMs?: number;
+  /** Longest a burst may hold a version back (default 20 × debounce). */
+  maxDelayMs?: number;
+  authenticator: Authenticator;
+  ca: CaLike;
+  /** Sources to start, each writing into the given sink. */
+  sources: (sink: ResourceSink) => Source[];
+  log: Logger;
+  metrics?: ControllerMetrics;
+  registry?: Registry;
+}
+
+/** The running controller. */
+export class Controller {
+  readonly store: ObjectStore;
+  readonly metrics: ControllerMetrics;
+  readonly #o: ControllerOptions;
+  readonly #builder: ModelBuilder;
+  readonly #sources: Source[];
+  #push!: PushServer;
+  #http!: HttpEndpoint;
+  #snapshot: MeshSnapshot | undefined;
+  #version = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #firstDirtyAt = 0;
+  #invalidKeys = new Set<string>();
+  #closing: Promise<void> | undefined;
+  #done!: () => void;
+  readonly #finished = new Promise<void>((r) => { this.#done = r; });
+
+  private constructor(o: ControllerOptions) {
+    this.#o = o;
+    this.store = new ObjectStore();
+    this.metrics = o.metrics ?? createControllerMetrics(o.registry !== undefined ? { registry: o.registry } : { defaults: true });
+    this.#builder = new ModelBuilder({ trustDomain: o.trustDomain, trustBundle: o.ca.trustBundle, ...(o.rootNamespace !== undefined ? { rootNamespace: o.rootNamespace } : {}) });
+    this.#sources = o.sources(this.store);
+  }
+
+  /** Syncs the sources, builds version 1, binds the push and HTTP listeners. */
+  static async create(o: ControllerOptions): Promise<Controller> {
+    const c = new Controller(o);
+    try {
+      await c.#start();
+    } catch (e) {
+      await c.close();
+      throw e;
+    }
+    return c;
+  }
+
+  async #start(): Promise<void> {
+    const o = this.#o;
+    for (const s of this.#sources) await s.start();
+    this.#rebuild();
+    const serving = await o.ca.issueServing({ ips: [o.listen], dnsNames: ['rondo-controller', 'rondo-controller.rondo-system.svc'] });
+    this.#push = await PushServer.create({
+      host: o.listen, port: o.pushPort, tls: serving, authenticator: o.authenticator,
+      viewFor: (p) => forProxy(this.#requireSnapshot(), p),
+      signCsr: (p, identity, csr) => this.#signCsr(p, identity, csr),
+      log: o.log.child('push'), metrics: this.metrics,
+    });
+    this.#push.publish(this.#version);
+    this.#http = await createHttpEndpoint(o.listen, o.metricsPort, {
+      registry: this.metrics.registry,
+      ready: () => this.#snapshot !== undefined && this.#closing === undefined,
+      debug: {
+        proxies: () => this.#push.proxies(),
+        invalid: () => this.#snapshot?.invalid ?? [],
+        version: () => ({ version: this.#version }),
+      },
+      log: o.log.child('http'),
+    });
+    this.store.onChange(() => this.#schedule());
+    o.log.info('controller ready', { push: `${o.listen}:${this.#push.address.port}`, http: `${o.listen}:${this.#http.port}`, version: this.#version });
+  }
+
+  /** The latest snapshot. */
+  get snapshot(): MeshSnapshot | undefined {
+    return this.#snapshot;
+  }
+
+  /** The latest published version. */
+  get version(): number {
+    return this.#version;
+  }
+
+  /** Bound ports (useful when 0 was asked for). */
+  get ports(): { push: number; http: number } {
+    return { push: this.#push.address.port, http: this.#http.port };
+  }
+
+  /** Serves until close(). */
+  run(): Promise<void> {
+    return this.#finished;
+  }
+
+  /** Builds and publishes right away (tests; the debounce otherwise does it). */
+  flush(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#rebuild();
+    this.#push.publish(this.#version);
+  }
+
+  /** Stops sources and listeners; idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      if (this.#timer !== undefined) clearTimeout(this.#timer);
+      for (const s of this.#sources) await s.close().catch(() => undefined);
+      await this.#push?.close();
+      await this.#http?.close();
+      this.#done();
+    })();
+    return this.#closing;
+  }
+
+  #requireSnapshot(): MeshSnapshot {
+    if (this.#snapshot === undefined) throw new RondoError('RONDO_E_NOT_READY', 'no snapshot built yet');
+    return this.#snapshot;
+  }
+
+  #schedule(): void {
+    if (this.#closing !== undefined) return;
+    const debounce = this.#o.debounceMs ?? 50;
+    const maxDelay = this.#o.maxDelayMs ?? debounce * 20;
+    const now = Date.now();
+    if (this.#timer === undefined) this.#firstDirtyAt = now;
+    else clearTimeout(this.#timer);
+    // Trailing debounce, but a never-ending burst still publishes every maxDelay.
+    const wait = Math.max(0, Math.min(debounce, this.#firstDirtyAt + maxDelay - now));
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#rebuild();
+      this.#push.publish(this.#version);
+    }, wait);
+  }
+
+  #rebuild(): void {
+    const end = this.metrics.buildSeconds.startTimer();
+    const snap = this.#builder.build(this.store);
+    end();
+    this.#snapshot = snap;
+    this.#version++;
+    this.#reportInvalid(snap.invalid);
+  }
+
+  #reportInvalid(invalid: readonly InvalidResource[]): void {
+    const keys = new Set<string>();
+    const perKind = new Map<string, number>();
+    for (const r of invalid) {
+      const k = `${r.kind}/${r.namespace ?? ''}/${r.name}: ${r.reason}`;
+      keys.add(k);
+      perKind.set(r.kind, (perKind.get(r.kind) ?? 0) + 1);
+      if (!this.#invalidKeys.has(k)) {
+        this.#o.log.warn('invalid resource left out', { kind: r.kind, namespace: r.namespace, name: r.name, reason: r.reason });
+      }
+    }
+    this.#invalidKeys = keys;
+    this.metrics.invalidResources.reset();
+    for (const [kind, n] of perKind) this.metrics.invalidResources.set({ kind }, n);
+  }
+
+  async #signCsr(proxy: ProxyIdentity, identity: string, csr: string): Promise<string[]> {
+    const snap = this.#requireSnapshot();
+    if (proxy.kind === 'node-agent') {
+      if (snap.identitiesByNode.get(proxy.node)?.has(identity) !== true) {
+        throw new RondoError('RONDO_E_CSR_FORBIDDEN', `node agent of ${proxy.node} asked for ${identity}, but no pod with that service account is scheduled on ${proxy.node}`);
+      }
+    } else {
+      const own = `spiffe://${this.#o.trustDomain}/ns/${proxy.namespace}/sa/${proxy.name}`;
+      if (identity !== own) throw new RondoError('RONDO_E_CSR_FORBIDDEN', `waypoint ${proxy.namespace}/${proxy.name} may only hold ${own}, not ${identity}`);
+    }
+    try {
+      return await this.#o.ca.signCsr(csr, identity);
+    } catch (e) {
+      throw new RondoError('RONDO_E_CSR_INVALID', `CSR for ${identity} rejected by the CA: ${errorMessage(e)}`, { cause: e });
+    }
+  }
+}
