@@ -58,6 +58,7 @@ export class KubernetesSource implements Source {
   #started: Promise<void> | undefined;
   #closed: Promise<void> | undefined;
   #startTimer: ReturnType<typeof setTimeout> | undefined;
+  #failStart: ((e: Error) => void) | undefined;
 
   constructor(o: KubernetesSourceOptions) {
     this.#o = o;
@@ -69,7 +70,9 @@ export class KubernetesSource implements Source {
     const log = o.log.child('kubernetes');
     for (const kind of o.kinds ?? WATCHED_KINDS) {
       const info = KIND_INFO[kind];
+      // Zero series up front so dashboards and alerts see every kind from the start.
       restarts.inc({ kind }, 0);
+      relists.inc({ kind }, 0);
       this.#reflectors.push(new KindReflector({
         info,
         list: info.makeList(o.kubeConfig),
@@ -100,6 +103,7 @@ export class KubernetesSource implements Source {
     const all = Promise.all(this.#reflectors.map((r) => r.start()));
     const limit = this.#o.startTimeoutMs ?? 120_000;
     const timeout = new Promise<never>((_, reject) => {
+      this.#failStart = reject;
       this.#startTimer = setTimeout(() => {
         const pending = this.#reflectors.filter((r) => !r.synced).map((r) => `${r.kind}${r.lastError !== undefined ? ` (${r.lastError})` : ''}`);
         reject(new KubeSyncError(`no first list from the Kubernetes API after ${limit} ms for: ${pending.join('; ')}`));
@@ -110,6 +114,7 @@ export class KubernetesSource implements Source {
       this.#o.log.info('kubernetes source synced', { kinds: this.#reflectors.length });
     } finally {
       clearTimeout(this.#startTimer);
+      this.#failStart = undefined;
     }
   }
 
@@ -117,6 +122,7 @@ export class KubernetesSource implements Source {
   close(): Promise<void> {
     this.#closed ??= (async () => {
       clearTimeout(this.#startTimer);
+      this.#failStart?.(new KubeSyncError('the Kubernetes source was closed before every kind was listed'));
       await Promise.all(this.#reflectors.map((r) => r.close()));
     })();
     return this.#closed;

@@ -1,7 +1,9 @@
 import t from 'tap';
 import { Registry } from 'prom-client';
 import { createLogger } from '../../common/log.ts';
-import { KubernetesSource } from '../../controller/sources/kubernetes.ts';
+import { V1ListMeta, V1ObjectMeta, V1Pod, V1PodSpec } from '@kubernetes/client-node';
+import { KubernetesSource, loadKubeConfig } from '../../controller/sources/kubernetes.ts';
+import { toKubeObject, toPlainJson } from '../../controller/sources/kubernetes-plain.ts';
 import { backoffDelay, realTimers } from '../../controller/sources/kubernetes-reflector.ts';
 import type { Timers } from '../../controller/sources/kubernetes-reflector.ts';
 import type { KubeObject, ResourceSink, WatchedKind } from '../../controller/sources/types.ts';
@@ -305,4 +307,78 @@ t.test('close() stops every watch and makes no request afterwards', async (t) =>
   await new Promise((r) => setTimeout(r, 60));
   t.equal(api.requests.length, mark, 'no reconnect after close');
   t.equal(api.watchCount(), 0, 'no watch left open');
+});
+
+t.test('typed model instances become the API JSON: wire names, RFC 3339 times, kind restored', (t) => {
+  const meta = new V1ListMeta();
+  meta._continue = 'tok';
+  meta.resourceVersion = '7';
+  t.same(toPlainJson({ metadata: meta, items: [] }), { metadata: { continue: 'tok', resourceVersion: '7' }, items: [] });
+  const p = new V1Pod();
+  p.metadata = Object.assign(new V1ObjectMeta(), { name: 'a', namespace: 'demo', creationTimestamp: new Date('2026-01-02T03:04:05Z') });
+  p.spec = Object.assign(new V1PodSpec(), { containers: [], nodeName: 'node-1' });
+  t.same(toKubeObject(p, 'v1', 'Pod'), {
+    apiVersion: 'v1', kind: 'Pod',
+    metadata: { name: 'a', namespace: 'demo', creationTimestamp: '2026-01-02T03:04:05Z' },
+    spec: { containers: [], nodeName: 'node-1' },
+  });
+  t.throws(() => toKubeObject({ metadata: {} }, 'v1', 'Pod'), { code: 'RONDO_E_INVALID', message: /Pod: object without metadata\.name/ });
+  t.throws(() => toKubeObject('x', 'v1', 'Pod'), { code: 'RONDO_E_INVALID' });
+  t.end();
+});
+
+t.test('Services and EndpointSlices read the same through list and watch', async (t) => {
+  const svc: DoubleObject = {
+    kind: 'Service', metadata: { name: 'web', namespace: 'demo', labels: { 'rondo.dev/use-waypoint': 'wp' } },
+    spec: { type: 'ClusterIP', clusterIP: '10.96.0.10', clusterIPs: ['10.96.0.10'], selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 'http', protocol: 'TCP', appProtocol: 'http' }, { name: 'grpc', port: 9090, targetPort: 9090, protocol: 'TCP' }] },
+  };
+  const eps: DoubleObject = {
+    kind: 'EndpointSlice', metadata: { name: 'web-abc', namespace: 'demo', labels: { 'kubernetes.io/service-name': 'web' } },
+    addressType: 'IPv4',
+    endpoints: [{ addresses: ['10.244.1.5'], conditions: { ready: true, serving: true, terminating: false }, nodeName: 'node-1', targetRef: { kind: 'Pod', name: 'web-1', namespace: 'demo', uid: 'u1' } }],
+    ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+  };
+  const { api, sink } = await setup(t, { kinds: ['Service', 'EndpointSlice'], before: (api) => { api.apply(svc); api.apply(eps); } });
+  const listed = { svc: structuredClone(sink.get('Service', 'demo', 'web')), eps: structuredClone(sink.get('EndpointSlice', 'demo', 'web-abc')) };
+  t.same(listed.svc?.spec, svc['spec'], 'int-or-string targetPort kept as sent');
+  t.same(listed.eps?.['endpoints'], eps['endpoints']);
+  await api.waitForRequest((r) => r.kind === 'EndpointSlice' && r.watch);
+  await api.waitForRequest((r) => r.kind === 'Service' && r.watch);
+  api.apply(svc);
+  api.apply(eps);
+  await sink.until(() => sink.get('EndpointSlice', 'demo', 'web-abc')?.metadata.resourceVersion === api.resourceVersion);
+  const strip = (o: KubeObject | undefined): unknown => ({ ...o, metadata: { ...o?.metadata, resourceVersion: '', generation: 0 } });
+  t.same(strip(sink.get('Service', 'demo', 'web')), strip(listed.svc));
+  t.same(strip(sink.get('EndpointSlice', 'demo', 'web-abc')), strip(listed.eps));
+});
+
+t.test('a malformed watch event is skipped alone', async (t) => {
+  const { api, sink } = await setup(t, { kinds: ['Pod'] });
+  await api.waitForRequest(isPod(true));
+  api.emitRaw('Pod', JSON.stringify({ type: 'ADDED', object: { kind: 'Pod', apiVersion: 'v1', metadata: { namespace: 'demo' } } }));
+  api.emitRaw('Pod', 'this is not JSON');
+  api.apply(pod('good'));
+  await sink.until(() => sink.get('Pod', 'demo', 'good') !== undefined);
+  t.same(sink.names('Pod'), ['good']);
+  t.equal(api.requests.filter(isPod(true)).length, 1, 'the stream survived');
+});
+
+t.test('close() before the first sync makes start() fail instead of hanging', async (t) => {
+  const { source } = await setup(t, { kinds: ['Pod'], start: false, before: (api) => api.failNext('Pod', { watch: false, code: 500, times: 1000 }) });
+  const started = source.start();
+  await source.close();
+  await t.rejects(started, { code: 'RONDO_E_KUBE_SYNC', message: /closed before/ });
+});
+
+t.test('loadKubeConfig reads a kubeconfig file', (t) => {
+  const dir = t.testdir({
+    kubeconfig: [
+      'apiVersion: v1', 'kind: Config', 'current-context: lab',
+      'clusters: [{name: lab, cluster: {server: "https://10.250.0.2:6443", insecure-skip-tls-verify: true}}]',
+      'users: [{name: rondo, user: {token: abc}}]',
+      'contexts: [{name: lab, context: {cluster: lab, user: rondo}}]',
+    ].join('\n'),
+  });
+  t.equal(loadKubeConfig(`${dir}/kubeconfig`).getCurrentCluster()?.server, 'https://10.250.0.2:6443');
+  t.end();
 });

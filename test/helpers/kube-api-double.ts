@@ -193,6 +193,13 @@ export class KubeApiDouble {
     return n;
   }
 
+  /** Writes one raw line to a kind's watch streams (to feed clients malformed events). */
+  emitRaw(kind: string, line: string): number {
+    let n = 0;
+    for (const w of this.#watchers) if (w.kind === kind) { w.res.write(line + '\n'); n++; }
+    return n;
+  }
+
   /** Number of open watch streams (for one kind or all). */
   watchCount(kind?: string): number {
     return [...this.#watchers].filter((w) => kind === undefined || w.kind === kind).length;
