@@ -26,7 +26,11 @@ export const REPO_ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const ETC_NETNS = '/etc/netns';
 
 /** Options shared by the lab entry points. */
-export interface LabOptions { runRoot?: string; run?: CommandRunner; onProgress?: (line: string) => void; meshTimeoutMs?: number }
+export interface LabOptions {
+  runRoot?: string; run?: CommandRunner; onProgress?: (line: string) => void; meshTimeoutMs?: number;
+  /** Written to `<runDir>/owner-pid` first thing, so a test harness can sweep labs of dead test processes. */
+  ownerPid?: number;
+}
 /** One pod in `status`. */
 export interface PodStatus { namespace: string; name: string; node: string; ip: string; netns: string; state: 'running' | 'crashed'; exitCode?: number; log: string }
 /** What `status` shows. */
@@ -114,6 +118,7 @@ export class Lab {
       throw new RondoError('RONDO_E_LAB_CLASH', `network namespace ${clash} already exists and was not made by lab "${plan.name}": refusing to touch it; choose another lab name`);
     }
     const record = RunRecord.create(runDir, plan.name);
+    if (o.ownerPid !== undefined) writeFileSync(join(runDir, 'owner-pid'), String(o.ownerPid));
     const uids = Object.fromEntries(plan.pods.map((p) => [keyOf(p), randomUUID()]));
     const ready = Object.fromEntries(plan.pods.map((p) => [keyOf(p), true]));
     const lab = new Lab(runDir, { plan, uids, ready }, record, run);
