@@ -81,6 +81,32 @@ export function authorize(state: AgentState, req: AuthzRequest): AuthzResult {
   };
 }
 
+/**
+ * Full inbound check: plaintext (port 15006) is refused under STRICT before any policy runs;
+ * under PERMISSIVE it is authorized like any peer without identity. Returns the mode so the
+ * caller can label metrics (`connection_security_policy="none"` for plaintext).
+ */
+export function authorizeInbound(
+  state: AgentState,
+  req: AuthzRequest,
+  transport: 'hbone' | 'plaintext',
+): AuthzResult & { mode: 'STRICT' | 'PERMISSIVE' } {
+  const mode = peerAuthMode(state, req.destination);
+  if (transport === 'plaintext') {
+    if (mode === 'STRICT') {
+      return {
+        allowed: false,
+        reason: `plaintext connection from ${req.sourceIp} to ${keyOf(req.destination)} refused: mTLS mode is STRICT (add a PERMISSIVE PeerAuthentication to accept clients outside the mesh)`,
+        audited: [],
+        mode,
+      };
+    }
+    const { sourceIdentity: _ignored, ...plain } = req;
+    return { ...authorize(state, plain), mode };
+  }
+  return { ...authorize(state, req), mode };
+}
+
 /** The mTLS mode for a pod: workload selector > namespace-wide > root namespace > STRICT. */
 export function peerAuthMode(state: AgentState, w: Workload): 'STRICT' | 'PERMISSIVE' {
   const ns = state.peerAuthsInNamespace(w.namespace);

@@ -73,7 +73,7 @@ export function decideOutbound(
   const wp = destination.waypoint;
   if (wp !== undefined && !state.isWaypointPod(source, wp)) {
     const via = owningService(state, destination) ?? podStandIn(destination);
-    return toWaypoint(state, source, via, wp, `${authorityOf(dst.ip, dst.port)}`);
+    return toWaypoint(state, source, via, wp, authorityOf(dst.ip, dst.port), lb);
   }
   return toPod(state, source, destination, dst.ip, dst.port, undefined);
 }
@@ -88,7 +88,7 @@ function toService(
   const sp = service.ports.find((p) => p.port === dst.port);
   if (sp === undefined) return { kind: 'passthrough', ip: dst.ip, port: dst.port, source };
   if (service.waypoint !== undefined && !state.isWaypointPod(source, service.waypoint)) {
-    return toWaypoint(state, source, service, service.waypoint, authorityOf(dst.ip, dst.port));
+    return toWaypoint(state, source, service, service.waypoint, authorityOf(dst.ip, dst.port), lb);
   }
   const ready = service.endpoints.filter((e) => e.ready);
   const keys = ready.map((e) => endpointKey(e.ip, sp.targetPort));
@@ -138,8 +138,9 @@ function toWaypoint(
   service: Service,
   ref: { namespace: string; name: string },
   authority: string,
+  lb: EndpointPicker,
 ): OutboundDecision {
-  const addr = state.waypointAddress(ref);
+  const addr = pickWaypointReplica(state, ref, lb) ?? state.waypointAddress(ref);
   if (addr === undefined) {
     // Fail closed: skipping the waypoint would skip the L7 policy it enforces.
     return {
@@ -156,6 +157,43 @@ function toWaypoint(
     source,
     service,
   };
+}
+
+/**
+ * Spreads sources over a waypoint's ready replicas with the same picker as services;
+ * undefined when the waypoint has no Service with ready endpoints (state decides then).
+ */
+function pickWaypointReplica(
+  state: AgentState,
+  ref: { namespace: string; name: string },
+  lb: EndpointPicker,
+): { ip: string; identity: string } | undefined {
+  const svc = state.serviceByKey(keyOf(ref));
+  if (svc === undefined) return undefined;
+  const ready = svc.endpoints.filter((e) => e.ready);
+  if (ready.length < 2) return undefined;
+  const ep = ready[lb.pick(`waypoint:${keyOf(ref)}`, ready.map((e) => endpointKey(e.ip, HBONE_PORT)))];
+  if (ep === undefined) return undefined;
+  const w = state.workloadByUid(ep.workloadUid);
+  return { ip: ep.ip, identity: w?.identity ?? `spiffe://${state.config.mesh.trustDomain}/ns/${ref.namespace}/sa/${ref.name}` };
+}
+
+/**
+ * The key to pass to EndpointPicker.acquire/release for a decision's connection (the
+ * endpoint the picker chose from), or undefined for refusals.
+ */
+export function pickerKey(d: OutboundDecision): string | undefined {
+  switch (d.kind) {
+    case 'hbone':
+      return d.authority;
+    case 'waypoint':
+      return endpointKey(d.connectTo.ip, d.connectTo.port);
+    case 'local':
+    case 'passthrough':
+      return endpointKey(d.ip, d.port);
+    case 'refuse':
+      return undefined;
+  }
 }
 
 /** First Service (by key order) that lists the pod as an endpoint. */

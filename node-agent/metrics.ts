@@ -77,6 +77,7 @@ export function refuseReasonOf(message: string): RefuseReason {
   if (message.includes('no ready endpoints')) return 'no_ready_endpoints';
   if (message.startsWith('waypoint ')) return 'waypoint_unavailable';
   if (message.startsWith('denied by') || message.startsWith('no ALLOW policy matched')) return 'policy_denied';
+  if (message.startsWith('plaintext connection')) return 'plaintext_not_allowed';
   return 'other';
 }
 

@@ -1,7 +1,7 @@
 import t from 'tap';
 import type { ProxyConfig } from '../../common/proxy-config.ts';
 import type { AuthorizationPolicy, PeerAuthentication, PolicyRule, Workload } from '../../common/wire.ts';
-import { authorize, globMatches, invalidIpBlocks, peerAuthMode } from '../../node-agent/authz.ts';
+import { authorize, authorizeInbound, globMatches, invalidIpBlocks, peerAuthMode } from '../../node-agent/authz.ts';
 import { AgentState } from '../../node-agent/state.ts';
 
 const TD = 'cluster.local';
@@ -177,5 +177,17 @@ t.test('peerAuthMode: workload selector > namespace > root namespace > STRICT', 
   t.equal(peerAuthMode(s, server), 'PERMISSIVE');
   t.equal(peerAuthMode(s, other), 'STRICT');
   t.equal(peerAuthMode(st([], [pa('rondo-system', 'sel', 'PERMISSIVE', { app: 'server' })]), server), 'STRICT', 'root selector policies are not mesh-wide');
+  t.end();
+});
+
+t.test('authorizeInbound: plaintext refused under STRICT, policy-checked under PERMISSIVE', (t) => {
+  const permissive: PeerAuthentication = { namespace: 'demo', name: 'p', mode: 'PERMISSIVE' };
+  const strict = authorizeInbound(st([]), req(CLIENT), 'plaintext');
+  t.match(strict, { allowed: false, mode: 'STRICT', reason: /plaintext connection from 10\.244\.1\.5 to demo\/server-1 refused: mTLS mode is STRICT/ });
+  t.match(authorizeInbound(st([]), req(CLIENT), 'hbone'), { allowed: true, mode: 'STRICT' });
+  t.match(authorizeInbound(st([], [permissive]), req(undefined), 'plaintext'), { allowed: true, mode: 'PERMISSIVE' });
+  const onlyClient = pol('a', 'ALLOW', [{ from: [{ principals: [CLIENT] }] }]);
+  t.match(authorizeInbound(st([onlyClient], [permissive]), req(CLIENT), 'plaintext'), { allowed: false },
+    'a claimed identity is ignored on plaintext');
   t.end();
 });

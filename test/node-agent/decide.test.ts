@@ -1,7 +1,7 @@
 import t from 'tap';
 import type { ProxyConfig } from '../../common/proxy-config.ts';
 import type { Service, Workload } from '../../common/wire.ts';
-import { decideOutbound, EndpointPicker, type OutboundDecision } from '../../node-agent/decide.ts';
+import { decideOutbound, EndpointPicker, pickerKey, type OutboundDecision } from '../../node-agent/decide.ts';
 import { AgentState } from '../../node-agent/state.ts';
 
 const TD = 'cluster.local';
@@ -182,5 +182,22 @@ t.test('IPv6 pod target gets a bracketed authority', (t) => {
   const v6 = pod('v6-1', 'fd00::7', 'node-2');
   const st = AgentState.build(config([client, v6], []), 'node-1');
   t.match(d(client.ips[0]!, 'fd00::7', 80, st), { kind: 'hbone', authority: '[fd00::7]:80', connectTo: { ip: 'fd00::7' } });
+  t.end();
+});
+
+t.test('waypoint replicas are spread with the picker; pickerKey names what to count', (t) => {
+  const wpA = pod('wp-1', '10.244.2.50', 'node-2', { workloadName: 'wp', identity: `spiffe://${TD}/ns/demo/sa/wp` });
+  const wpB = pod('wp-2', '10.244.3.50', 'node-3', { workloadName: 'wp', identity: `spiffe://${TD}/ns/demo/sa/wp` });
+  const wps = svc('wp', '10.96.0.50', [wpA, wpB], { ports: [{ port: 15008, targetPort: 15008 }] });
+  const st = AgentState.build(config([client, wpA, wpB, viaWp], [wps, services[5]!]), 'node-1');
+  const lb = new EndpointPicker();
+  const first = d(client.ips[0]!, '10.96.0.15', 80, st, lb);
+  const second = d(client.ips[0]!, '10.96.0.15', 80, st, lb);
+  t.same([first, second].map((x) => (x as { connectTo: { ip: string } }).connectTo.ip), ['10.244.2.50', '10.244.3.50']);
+  t.equal(pickerKey(first), '10.244.2.50:15008');
+  t.equal(pickerKey(d(client.ips[0]!, '10.96.0.10', 80)), '10.244.2.7:8080');
+  t.equal(pickerKey(d(client.ips[0]!, '10.96.0.11', 80)), '10.244.1.9:8080');
+  t.equal(pickerKey(d(client.ips[0]!, '192.0.2.1', 443)), '192.0.2.1:443');
+  t.equal(pickerKey(d('10.9.9.9', '192.0.2.1', 443)), undefined);
   t.end();
 });

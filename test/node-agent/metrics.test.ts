@@ -115,3 +115,8 @@ t.test('with process metrics the text still parses; only prom-client\'s own gaug
   t.notMatch(r.stderr, /parsing error/);
   t.same(problems.filter((l) => !/^nodejs_active_\w+_total non-counter metrics should not have "_total" suffix$/.test(l.trim())), []);
 });
+
+t.test('plaintext refusals map to plaintext_not_allowed', (t) => {
+  t.equal(refuseReasonOf('plaintext connection from 10.0.0.1 to demo/x refused: mTLS mode is STRICT'), 'plaintext_not_allowed');
+  t.end();
+});
