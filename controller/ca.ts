@@ -148,9 +148,13 @@ export class CertificateAuthority {
       if (!haveKey) {
         const created = await createRoot(now);
         // 'wx': two controllers racing on one directory must not overwrite each other's key.
-        writeFileSync(keyPath, created.keyPem, { mode: 0o600, flag: 'wx' });
-        chmodSync(keyPath, 0o600);
-        writeFileSync(certPath, created.certPem, { mode: 0o644, flag: 'wx' });
+        try {
+          writeFileSync(keyPath, created.keyPem, { mode: 0o600, flag: 'wx' });
+          chmodSync(keyPath, 0o600); // the umask may have cleared bits, never added: make it exact
+          writeFileSync(certPath, created.certPem, { mode: 0o644, flag: 'wx' });
+        } catch (e) {
+          throw caError(`cannot create the mesh root in ${dir}: ${errorMessage(e)} (is another controller using the same --ca-dir?)`, e);
+        }
       }
       const mode = statSync(keyPath).mode & 0o777;
       if ((mode & 0o077) !== 0) {
