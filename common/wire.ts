@@ -46,7 +46,8 @@ export const Workload = z.strictObject({
   identity: spiffeId,
   ips: z.array(ip).min(1),
   node: name,
-  labels: z.strictObject({ app: z.string().optional(), version: z.string().optional() }),
+  /** All pod labels: selectors match on them; `app` and `version` label telemetry. */
+  labels,
   /** In the mesh: traffic is captured and carried over HBONE. */
   enrolled: z.boolean(),
   waypoint: WaypointRef.optional(),
