@@ -11,7 +11,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { parseAllDocuments, LineCounter } from 'yaml';
+import { parseAllDocuments, LineCounter, isMap, isScalar, isSeq } from 'yaml';
 import type { KubeObject, ResourceSink, Source } from './types.ts';
 import type { Logger } from '../../common/log.ts';
 import { RondoError, errorMessage } from '../../common/errors.ts';
@@ -66,10 +66,7 @@ export function parseManifests(file: string, text: string): { objects: KubeObjec
     }
     const value: unknown = doc.toJS();
     if (value === null || value === undefined) continue; // empty document (`---` at the end)
-    const where = (field: string): number => {
-      const node = doc.getIn(field.split('.'), true) as { range?: [number, number, number] } | undefined;
-      return lineOf(node?.range?.[0] ?? start);
-    };
+    const where = (field: string): number => lineOf(keyOffset(doc.contents, field.split('.')) ?? doc.contents?.range[0] ?? start);
     const problem = checkObject(value);
     if (problem !== undefined) {
       problems.push({ file, line: where(problem.field), message: `${problem.field}: ${problem.message}` });
@@ -86,6 +83,26 @@ export function parseManifests(file: string, text: string): { objects: KubeObjec
     objects.push(value as KubeObject);
   }
   return { objects, problems, fatal };
+}
+
+/** Offset of the deepest key along `path` that exists (so a missing field points at its parent). */
+function keyOffset(node: unknown, path: string[]): number | undefined {
+  let cur = node;
+  let found: number | undefined;
+  for (const seg of path) {
+    if (isMap(cur)) {
+      const pair = cur.items.find((p) => isScalar(p.key) && String(p.key.value) === seg);
+      if (pair === undefined) break;
+      found = (pair.key as { range?: [number, number, number] }).range?.[0] ?? found;
+      cur = pair.value;
+    } else if (isSeq(cur)) {
+      const item = cur.items[Number(seg)] as { range?: [number, number, number] } | undefined;
+      if (item === undefined) break;
+      found = item.range?.[0] ?? found;
+      cur = item;
+    } else break;
+  }
+  return found;
 }
 
 function checkObject(v: unknown): { field: string; message: string } | undefined {

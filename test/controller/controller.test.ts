@@ -1,0 +1,111 @@
+import t from 'tap';
+import type { Test } from 'tap';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Controller } from '../../controller/controller.ts';
+import { CertificateAuthority } from '../../controller/ca.ts';
+import { TokenFileAuthenticator } from '../../controller/push/auth.ts';
+import { FileSource } from '../../controller/sources/files.ts';
+import { createControllerMetrics } from '../../controller/metrics.ts';
+import { parseControllerFlags } from '../../controller/flags.ts';
+import { PushClient } from '../../common/push-client.ts';
+import { createLogger } from '../../common/log.ts';
+import { generateKeyAndCsr, spiffeIdOf } from '../../common/pki.ts';
+
+const quiet = createLogger('test', { write: () => true }, 'error');
+
+function podYaml(name: string, ip: string, node = 'node-1', sa = 'web'): string {
+  return `apiVersion: v1\nkind: Pod\nmetadata: { name: ${name}, namespace: demo, uid: uid-${name}, labels: { app: web } }\nspec: { nodeName: ${node}, serviceAccountName: ${sa} }\nstatus: { phase: Running, podIP: ${ip} }\n`;
+}
+
+async function setup(t: Test) {
+  const root = mkdtempSync(join(tmpdir(), 'rondo-ctl-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const state = join(root, 'state');
+  mkdirSync(state);
+  writeFileSync(join(state, 'ns.yaml'), 'apiVersion: v1\nkind: Namespace\nmetadata: { name: demo, labels: { rondo.dev/dataplane-mode: ambient } }\n');
+  writeFileSync(join(state, 'web-1.yaml'), podYaml('web-1', '10.244.1.5'));
+  const ca = await CertificateAuthority.loadOrCreate({ dir: join(root, 'ca'), trustDomain: 'cluster.local', ttlSeconds: 3600 });
+  const metrics = createControllerMetrics();
+  const ctl = await Controller.create({
+    listen: '127.0.0.1', pushPort: 0, metricsPort: 0, trustDomain: 'cluster.local', debounceMs: 30,
+    authenticator: new TokenFileAuthenticator({
+      'node-1-token-0123456789': { kind: 'node-agent', node: 'node-1' },
+      'wp-token-0123456789abcd': { kind: 'waypoint', namespace: 'demo', name: 'wp' },
+    }),
+    ca, log: quiet, metrics,
+    sources: (sink) => [new FileSource({ dir: state, sink, log: quiet, rescanMs: 0, settleMs: 5 })],
+  });
+  t.teardown(() => ctl.close());
+  const client = (token: string, proxy: ConstructorParameters<typeof PushClient>[0]['proxy']): PushClient => {
+    const c = new PushClient({ url: `wss://127.0.0.1:${ctl.ports.push}`, token, proxy, caPems: ca.trustBundle, onConfig: () => undefined, log: quiet, backoff: { initialMs: 20 } });
+    t.teardown(() => c.close());
+    c.start();
+    return c;
+  };
+  return { ctl, state, client, metrics, ca };
+}
+
+function until(pred: () => boolean, ms = 5000): Promise<void> {
+  const start = Date.now();
+  return new Promise((resolve, reject) => {
+    const tick = (): void => (pred() ? resolve() : Date.now() - start > ms ? reject(new Error('timeout')) : void setTimeout(tick, 5));
+    tick();
+  });
+}
+
+t.test('a file change reaches a connected node agent; a burst is debounced into one version', async (t) => {
+  const h = await setup(t);
+  const c = h.client('node-1-token-0123456789', { kind: 'node-agent', node: 'node-1' });
+  const first = await c.ready();
+  t.same([...first.workloads.values()].map((w) => w.identity), ['spiffe://cluster.local/ns/demo/sa/web']);
+  t.same(first.mesh.trustBundle, h.ca.trustBundle, 'trust bundle pushed from the CA');
+
+  const v0 = h.ctl.version;
+  for (let i = 2; i <= 11; i++) writeFileSync(join(h.state, `web-${i}.yaml`), podYaml(`web-${i}`, `10.244.1.${i + 10}`));
+  await until(() => c.config?.workloads.size === 11);
+  t.ok(h.ctl.version - v0 <= 3, `10 files written in a burst became ${h.ctl.version - v0} version(s)`);
+
+  const res = await fetch(`http://127.0.0.1:${h.ctl.ports.http}/debug/proxies`);
+  const rows = (await res.json()) as { proxy: string; ackedVersion: number }[];
+  t.match(rows, [{ proxy: 'node-agent/node-1' }]);
+  const ready = await fetch(`http://127.0.0.1:${h.ctl.ports.http}/healthz/ready`);
+  t.equal(ready.status, 200);
+  const metrics = await (await fetch(`http://127.0.0.1:${h.ctl.ports.http}/metrics`)).text();
+  t.match(metrics, /rondo_controller_connected_proxies\{kind="node-agent"\} 1/);
+});
+
+t.test('CSR node authorization: a node agent gets certs only for pods on its node; a waypoint only its own', async (t) => {
+  const h2 = await setup(t);
+  writeFileSync(join(h2.state, 'db.yaml'), podYaml('db-1', '10.244.2.5', 'node-2', 'db'));
+  const agent = h2.client('node-1-token-0123456789', { kind: 'node-agent', node: 'node-1' });
+  await agent.ready();
+  await until(() => h2.ctl.snapshot?.identitiesByNode.get('node-2') !== undefined);
+
+  const web = await generateKeyAndCsr('spiffe://cluster.local/ns/demo/sa/web');
+  const chain = await agent.sign('spiffe://cluster.local/ns/demo/sa/web', web.csrPem);
+  t.equal(spiffeIdOf(chain[0]!), 'spiffe://cluster.local/ns/demo/sa/web', 'signed for a pod on its node');
+  const db = await generateKeyAndCsr('spiffe://cluster.local/ns/demo/sa/db');
+  await t.rejects(agent.sign('spiffe://cluster.local/ns/demo/sa/db', db.csrPem), /no pod with that service account is scheduled on node-1/);
+  await t.rejects(agent.sign('spiffe://cluster.local/ns/demo/sa/web', db.csrPem), /rejected by the CA/, 'CSR whose SAN differs from the asked identity');
+
+  const wp = h2.client('wp-token-0123456789abcd', { kind: 'waypoint', namespace: 'demo', name: 'wp' });
+  await wp.ready();
+  const own = await generateKeyAndCsr('spiffe://cluster.local/ns/demo/sa/wp');
+  t.ok((await wp.sign('spiffe://cluster.local/ns/demo/sa/wp', own.csrPem)).length >= 1);
+  await t.rejects(wp.sign('spiffe://cluster.local/ns/demo/sa/web', web.csrPem), /may only hold spiffe:\/\/cluster.local\/ns\/demo\/sa\/wp/);
+  const csrs = await h2.metrics.csrs.get();
+  t.same(csrs.values.map((v) => [v.labels['result'], v.value]).sort(), [['refused', 3], ['signed', 2]]);
+});
+
+t.test('flags: required flags, IP check and numeric ranges give clear errors', (t) => {
+  const base = ['--files', '/s', '--listen', '10.250.0.2', '--ca-dir', '/c', '--tokens', '/t.json'];
+  t.match(parseControllerFlags(base), { files: '/s', listen: '10.250.0.2', trustDomain: 'cluster.local', pushPort: 15012, metricsPort: 15014, debounceMs: 50, certTtlSeconds: 86400 });
+  t.match(parseControllerFlags([...base, '--debounce-ms', '10', '--cert-ttl', '600']), { debounceMs: 10, certTtlSeconds: 600 });
+  t.throws(() => parseControllerFlags(base.slice(2)), /--files is required/);
+  t.throws(() => parseControllerFlags([...base.slice(0, 2), '--listen', 'ctl.local', ...base.slice(4)]), /--listen must be an IP address/);
+  t.throws(() => parseControllerFlags([...base, '--push-port', '70000']), /--push-port must be between 0 and 65535/);
+  t.throws(() => parseControllerFlags([...base, '--debounce', '5']), /Unknown option '--debounce'/);
+  t.end();
+});
