@@ -148,7 +148,7 @@ export class KindReflector {
     const { info, log } = this.#o;
     if (this.#listed > 0) this.#o.onRelist();
     this.#listed++;
-    let items: unknown[] = [];
+    const items: unknown[] = [];
     let rv = '';
     try {
       let token = '';
@@ -157,7 +157,7 @@ export class KindReflector {
         if (this.#closed) return;
         // Every page of one list is served from the first page's snapshot.
         if (rv === '') rv = page.resourceVersion;
-        items = items.concat(page.items);
+        for (const item of page.items) items.push(item);
         token = page.continueToken;
       } while (token !== '');
     } catch (e) {

@@ -4,6 +4,7 @@
  */
 import { KubeConfig, Watch } from '@kubernetes/client-node';
 import { Counter, Registry } from 'prom-client';
+import { RondoError } from '../../common/errors.ts';
 import type { Logger } from '../../common/log.ts';
 import { KIND_INFO } from './kubernetes-kinds.ts';
 import { KindReflector, KubeSyncError, realTimers } from './kubernetes-reflector.ts';
@@ -16,7 +17,14 @@ export interface KubernetesSourceOptions {
   kubeConfig: KubeConfig;
   sink: ResourceSink;
   log: Logger;
+  /**
+   * Gets `rondo_controller_watch_restarts_total{kind}` and `rondo_controller_relists_total{kind}`.
+   * Must not already hold metrics of those names (their labels could differ): a process that
+   * already counts restarts its own way passes `onWatchRestart` instead.
+   */
   registry?: Registry;
+  /** Called on every watch restart, e.g. to feed a controller-wide counter. */
+  onWatchRestart?: (kind: WatchedKind, reason: string) => void;
   /** Kinds to watch (default: every WATCHED_KINDS entry). */
   kinds?: readonly WatchedKind[];
   /** List page size (default 500, as client-go). */
@@ -38,8 +46,9 @@ const RESTARTS = 'rondo_controller_watch_restarts_total';
 const RELISTS = 'rondo_controller_relists_total';
 
 function counter(registry: Registry, name: string, help: string): Counter<'kind'> {
-  const existing = registry.getSingleMetric(name);
-  if (existing !== undefined) return existing as Counter<'kind'>;
+  if (registry.getSingleMetric(name) !== undefined) {
+    throw new RondoError('RONDO_E_METRIC_CONFLICT', `the metrics registry already has ${name}; give the Kubernetes source its own registry or use onWatchRestart`);
+  }
   return new Counter({ name, help, labelNames: ['kind'], registers: [registry] });
 }
 
@@ -87,7 +96,10 @@ export class KubernetesSource implements Source {
         random: o.random ?? Math.random,
         timers: o.timers ?? realTimers,
         now: o.now ?? Date.now,
-        onRestart: () => restarts.inc({ kind }),
+        onRestart: (reason) => {
+          restarts.inc({ kind });
+          o.onWatchRestart?.(kind, reason);
+        },
         onRelist: () => relists.inc({ kind }),
       }));
     }

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Registry } from 'prom-client';
+import { Counter, Registry } from 'prom-client';
 import { createLogger } from '../../common/log.ts';
 import { V1ListMeta, V1ObjectMeta, V1Pod, V1PodSpec } from '@kubernetes/client-node';
 import { KubernetesSource, loadKubeConfig } from '../../controller/sources/kubernetes.ts';
@@ -7,6 +7,7 @@ import { toKubeObject, toPlainJson } from '../../controller/sources/kubernetes-p
 import { backoffDelay, realTimers } from '../../controller/sources/kubernetes-reflector.ts';
 import type { Timers } from '../../controller/sources/kubernetes-reflector.ts';
 import type { KubeObject, ResourceSink, WatchedKind } from '../../controller/sources/types.ts';
+import { ObjectStore } from '../../controller/store.ts';
 import { KubeApiDouble } from '../helpers/kube-api-double.ts';
 import type { DoubleObject, RecordedRequest } from '../helpers/kube-api-double.ts';
 
@@ -154,6 +155,23 @@ t.test('a dropped watch resumes from the last resourceVersion without a re-list,
   t.equal(api.requests.filter(isPod(false)).length, 1, 'no re-list');
   t.equal(await metric(registry, 'rondo_controller_watch_restarts_total', 'Pod'), 1);
   t.equal(await metric(registry, 'rondo_controller_watch_restarts_total', 'Namespace'), 0);
+});
+
+t.test('restarts also reach an onWatchRestart hook; a registry that already has the metric is refused', async (t) => {
+  const api = await KubeApiDouble.create();
+  t.teardown(() => api.close());
+  const seen: string[] = [];
+  const source = new KubernetesSource({ kubeConfig: api.kubeConfig(), sink: new MemorySink(), log: silent, kinds: ['Pod'], onWatchRestart: (kind, reason) => seen.push(`${kind}:${reason}`) });
+  t.teardown(() => source.close());
+  await source.start();
+  await api.waitForRequest(isPod(true));
+  api.apply(pod('x'));
+  api.dropWatches('Pod', { clean: true });
+  await api.waitForRequest(isPod(true), api.requests.findIndex(isPod(true)) + 1);
+  t.same(seen, ['Pod:closed']);
+  const taken = new Registry();
+  new Counter({ name: 'rondo_controller_watch_restarts_total', help: 'h', labelNames: ['source'], registers: [taken] });
+  t.throws(() => new KubernetesSource({ kubeConfig: api.kubeConfig(), sink: new MemorySink(), log: silent, registry: taken }), { code: 'RONDO_E_METRIC_CONFLICT' });
 });
 
 t.test('410 Gone: re-list, replace everything, objects deleted meanwhile disappear', async (t) => {
@@ -381,4 +399,34 @@ t.test('loadKubeConfig reads a kubeconfig file', (t) => {
   });
   t.equal(loadKubeConfig(`${dir}/kubeconfig`).getCurrentCluster()?.server, 'https://10.250.0.2:6443');
   t.end();
+});
+
+t.test('feeding the controller store: a 410 re-list of unchanged objects is no change, a real change is', async (t) => {
+  const api = await KubeApiDouble.create();
+  t.teardown(() => api.close());
+  api.apply(pod('a-1'));
+  api.apply(pod('b-1'));
+  const store = new ObjectStore();
+  const source = new KubernetesSource({ kubeConfig: api.kubeConfig(), sink: store, log: silent, kinds: ['Pod'], backoff: { initialMs: 10, maxMs: 40 } });
+  t.teardown(() => source.close());
+  await source.start();
+  const rev = store.revision;
+  const ref = store.get('Pod', 'demo', 'a-1');
+  await api.waitForRequest(isPod(true));
+  let mark = api.requests.length;
+  api.dropWatches('Pod');
+  api.apply({ kind: 'Namespace', metadata: { name: 'elsewhere' } }); // moves the global version only
+  api.compact();
+  await api.waitForRequest(isPod(false), mark);
+  await api.waitForRequest(isPod(true), api.requests.length); // list applied, watching again
+  t.equal(store.revision, rev, 'unchanged objects: no store change, so no model rebuild');
+  t.equal(store.get('Pod', 'demo', 'a-1'), ref, 'the stored reference is kept');
+  mark = api.requests.length;
+  api.dropWatches('Pod');
+  api.delete('Pod', 'demo', 'b-1');
+  api.compact();
+  await api.waitForRequest(isPod(false), mark);
+  await api.waitForRequest(isPod(true), api.requests.length);
+  t.equal(store.revision, rev + 1, 'one change for the re-list that lost b-1');
+  t.same([...store.list('Pod').keys()], ['demo/a-1']);
 });
