@@ -5,7 +5,9 @@
  * its CPU is measured apart from the client's. Rounds alternate key types so drift in the
  * machine's load hits both alike.
  *
- *   node bench/tls-handshake.ts [--seconds 2] [--rounds 3] [--concurrency 8]
+ *   node bench/tls-handshake.ts [--seconds 2] [--rounds 3] [--concurrency 8] [--ecdh-curve X25519]
+ *
+ * Without --ecdh-curve, Node's default key exchange is used (OpenSSL 3.5: X25519MLKEM768).
  *
  * Prints a table on stderr and the JSON result on stdout.
  */
@@ -55,13 +57,13 @@ async function makeCreds(kind: KeyKind): Promise<Creds> {
 }
 
 /** Worker side: one mTLS server per key kind; answers each handshake with one byte. */
-function serve(creds: Record<KeyKind, Creds>): void {
+function serve({ creds, ecdhCurve }: { creds: Record<KeyKind, Creds>; ecdhCurve?: string }): void {
   const port = parentPort!;
   const servers = new Map<KeyKind, tls.Server>();
   let handshakes = 0;
   for (const kind of Object.keys(creds) as KeyKind[]) {
     const c = creds[kind];
-    const srv = tls.createServer({ key: c.serverKey, cert: c.serverCert, ca: c.ca, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, (s) => {
+    const srv = tls.createServer({ key: c.serverKey, cert: c.serverCert, ca: c.ca, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3', ...(ecdhCurve !== undefined ? { ecdhCurve } : {}) }, (s) => {
       handshakes++;
       s.on('error', () => undefined);
       s.end('k');
@@ -94,15 +96,19 @@ function serve(creds: Record<KeyKind, Creds>): void {
   });
 }
 
+/** Key-exchange group seen on the first handshake, for the report. */
+let group: { name?: string } | undefined;
+
 /** Built once per key kind, as the cert manager does: parsing PEMs per connection would dominate. */
-function clientContext(c: Creds): tls.SecureContext {
-  return tls.createSecureContext({ key: c.clientKey, cert: c.clientCert, ca: c.ca, minVersion: 'TLSv1.3' });
+function clientContext(c: Creds, ecdhCurve: string | undefined): tls.SecureContext {
+  return tls.createSecureContext({ key: c.clientKey, cert: c.clientCert, ca: c.ca, minVersion: 'TLSv1.3', ...(ecdhCurve !== undefined ? { ecdhCurve } : {}) });
 }
 
 function handshake(port: number, ctx: tls.SecureContext): Promise<void> {
   return new Promise((resolve, reject) => {
     const s = tls.connect({ host: '127.0.0.1', port, secureContext: ctx, checkServerIdentity: () => undefined });
     s.once('data', () => {
+      group ??= s.getEphemeralKeyInfo() as { name?: string };
       if (s.isSessionReused()) reject(new Error('session was resumed; the bench must measure full handshakes'));
       else resolve();
       s.destroy();
@@ -144,15 +150,16 @@ async function keygenMs(kind: KeyKind, n: number): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { seconds: { type: 'string', default: '2' }, rounds: { type: 'string', default: '3' }, concurrency: { type: 'string', default: '8' } } });
+  const { values } = parseArgs({ options: { seconds: { type: 'string', default: '2' }, rounds: { type: 'string', default: '3' }, concurrency: { type: 'string', default: '8' }, 'ecdh-curve': { type: 'string' } } });
+  const ecdhCurve = values['ecdh-curve'];
   const ms = Number(values.seconds) * 1000;
   const rounds = Number(values.rounds);
   const concurrency = Number(values.concurrency);
   if (!(ms > 0) || !(rounds >= 1) || !(concurrency >= 1)) throw new Error('--seconds, --rounds and --concurrency must be positive numbers');
   const kinds: KeyKind[] = ['rsa-2048', 'ecdsa-p256'];
   const creds = { 'rsa-2048': await makeCreds('rsa-2048'), 'ecdsa-p256': await makeCreds('ecdsa-p256') };
-  const ctx = { 'rsa-2048': clientContext(creds['rsa-2048']), 'ecdsa-p256': clientContext(creds['ecdsa-p256']) };
-  const worker = new Worker(new URL(import.meta.url), { workerData: creds });
+  const ctx = { 'rsa-2048': clientContext(creds['rsa-2048'], ecdhCurve), 'ecdsa-p256': clientContext(creds['ecdsa-p256'], ecdhCurve) };
+  const worker = new Worker(new URL(import.meta.url), { workerData: { creds, ...(ecdhCurve !== undefined ? { ecdhCurve } : {}) } });
   worker.postMessage({ cmd: 'listen' });
   const [{ ports }] = (await once(worker, 'message')) as [{ ports: Record<KeyKind, number> }];
   const results: Record<KeyKind, { perSec: number[]; clientCpuUsPerHs: number[]; serverCpuUsPerHs: number[]; handshakes: number }> = {
@@ -185,11 +192,12 @@ async function main(): Promise<void> {
   const certBytes = Object.fromEntries(kinds.map((k) => [k, Buffer.byteLength(creds[k].serverCert)]));
   const [rsa, ec] = summary;
   const out = {
-    bench: 'tls-handshake', node: process.version, openssl: process.versions.openssl, tls: 'TLSv1.3 mutual, no resumption',
+    bench: 'tls-handshake', node: process.version, openssl: process.versions.openssl, tls: 'TLSv1.3 mutual, no resumption', keyExchange: group?.name,
     secondsPerRound: ms / 1000, rounds, concurrency, results: summary, keygenMs: keygen, leafCertPemBytes: certBytes,
     ecdsaSpeedup: rsa !== undefined && ec !== undefined ? Math.round((ec.handshakesPerSec / rsa.handshakesPerSec) * 100) / 100 : undefined,
   };
   const pad = (s: string | number, n: number): string => String(s).padStart(n);
+  process.stderr.write(`key exchange: ${group?.name ?? '?'}\n`);
   process.stderr.write(`${'key'.padEnd(12)}${pad('hs/s (median)', 15)}${pad('server µs/hs', 14)}${pad('client µs/hs', 14)}  rounds\n`);
   for (const s of summary) {
     process.stderr.write(`${s.key.padEnd(12)}${pad(s.handshakesPerSec, 15)}${pad(s.serverCpuUsPerHandshake, 14)}${pad(s.clientCpuUsPerHandshake, 14)}  ${s.rounds.join(' ')}\n`);
@@ -204,5 +212,5 @@ if (isMainThread) {
     process.exitCode = 1;
   });
 } else {
-  serve(workerData as Record<KeyKind, Creds>);
+  serve(workerData as { creds: Record<KeyKind, Creds>; ecdhCurve?: string });
 }
