@@ -30,6 +30,8 @@ export interface LabOptions {
   runRoot?: string; run?: CommandRunner; onProgress?: (line: string) => void; meshTimeoutMs?: number;
   /** Written to `<runDir>/owner-pid` first thing, so a test harness can sweep labs of dead test processes. */
   ownerPid?: number;
+  /** Where `controller/main.ts` and `node-agent/main.ts` are looked up (default: this repo; tests use stand-ins). */
+  meshRepo?: string;
 }
 /** One pod in `status`. */
 export interface PodStatus { namespace: string; name: string; node: string; ip: string; netns: string; state: 'running' | 'crashed'; exitCode?: number; log: string }
@@ -119,6 +121,7 @@ export class Lab {
     }
     const record = RunRecord.create(runDir, plan.name);
     if (o.ownerPid !== undefined) writeFileSync(join(runDir, 'owner-pid'), String(o.ownerPid));
+    mkdirSync(join(runDir, 'logs'), { recursive: true });
     const uids = Object.fromEntries(plan.pods.map((p) => [keyOf(p), randomUUID()]));
     const ready = Object.fromEntries(plan.pods.map((p) => [keyOf(p), true]));
     const lab = new Lab(runDir, { plan, uids, ready }, record, run);
@@ -137,7 +140,7 @@ export class Lab {
       lab.state.writeAll(plan, lab.uids, () => true);
       progress(`starting ${plan.pods.length} pods`);
       for (const p of plan.pods) lab.startPod(p);
-      if (plan.mesh) await lab.startMesh(progress, o.meshTimeoutMs ?? 30_000);
+      if (plan.mesh) await lab.startMesh(progress, o.meshTimeoutMs ?? 30_000, o.meshRepo ?? REPO_ROOT);
       return lab;
     } catch (e) {
       progress(`up failed (${errorMessage(e)}); removing what was made`);
@@ -352,15 +355,14 @@ export class Lab {
   }
 
   private startPod(p: PodPlan): void {
-    mkdirSync(join(this.runDir, 'logs'), { recursive: true });
     const info = startInNetns({
       netns: p.netns, argv: resolveCommand(p.command), env: this.podEnv(p), log: this.logPath(keyOf(p)), exitFile: this.exitFile(p.netns), cwd: REPO_ROOT,
     });
     this.record.replaceProcess({ kind: 'process', role: 'pod', name: `pod/${keyOf(p)}`, ...info });
   }
 
-  private async startMesh(progress: (l: string) => void, timeoutMs: number): Promise<void> {
-    if (!hasEntry(REPO_ROOT, 'controller')) {
+  private async startMesh(progress: (l: string) => void, timeoutMs: number, repo: string): Promise<void> {
+    if (!hasEntry(repo, 'controller')) {
       progress('mesh: controller/main.ts not found; the lab runs without the mesh');
       return;
     }
@@ -371,7 +373,7 @@ export class Lab {
     progress(`mesh: starting the controller in ${this.plan.controller.netns} (${this.plan.controller.ip})`);
     const ctl = startInNetns({
       netns: this.plan.controller.netns, env, cwd: REPO_ROOT, log: join(logs, 'controller.log'), exitFile: join(logs, 'controller.exit'),
-      argv: controllerArgv({ node: process.execPath, repo: REPO_ROOT, stateDir: this.stateDir, runDir: this.runDir, plan: this.plan }),
+      argv: controllerArgv({ node: process.execPath, repo, stateDir: this.stateDir, runDir: this.runDir, plan: this.plan }),
     });
     this.record.add({ kind: 'process', role: 'controller', name: 'controller', ...ctl });
     const ready = `http://${this.plan.controller.ip}:${MESH_PORTS.controllerHttp}/healthz/ready`;
@@ -379,14 +381,14 @@ export class Lab {
       what: `controller (${ready})`, proc: ctl, timeoutMs,
       check: async () => existsSync(meshPaths(this.runDir).rootCert) && (await httpGetInNetns(this.run, this.plan.controller.netns, ready, 1)).status === 200,
     });
-    if (!hasEntry(REPO_ROOT, 'node-agent')) {
+    if (!hasEntry(repo, 'node-agent')) {
       progress('mesh: node-agent/main.ts not found; no node agents started');
       return;
     }
     const agents = this.plan.nodes.map((n) => {
       const a = startInNetns({
         netns: n.netns, env, cwd: REPO_ROOT, log: join(logs, `agent-${n.name}.log`), exitFile: join(logs, `agent-${n.name}.exit`),
-        argv: agentArgv({ node: process.execPath, repo: REPO_ROOT, runDir: this.runDir, plan: this.plan, nodeName: n.name, tokenFile: tokenFiles.get(n.name)! }),
+        argv: agentArgv({ node: process.execPath, repo, runDir: this.runDir, plan: this.plan, nodeName: n.name, tokenFile: tokenFiles.get(n.name)! }),
       });
       this.record.add({ kind: 'process', role: 'node-agent', name: `node-agent/${n.name}`, ...a });
       return { n, a };
