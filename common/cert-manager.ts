@@ -115,6 +115,16 @@ export class CertManager extends EventEmitter<CertManagerEvents> {
   setTrustBundle(pems: string[]): void {
     if (pems.length === 0) throw new RondoError('RONDO_E_INVALID', 'trust bundle is empty: the mesh config must carry at least one root');
     if (pems.join('\n') === this.#bundle.join('\n')) return;
+    // Check every root before touching anything, so a bad push leaves the old bundle in force.
+    pems.forEach((pem, i) => {
+      let c: X509Certificate;
+      try {
+        c = new X509Certificate(pem);
+      } catch (err) {
+        throw new RondoError('RONDO_E_INVALID', `trust bundle entry ${i} is not a PEM certificate: ${errorMessage(err)}`, { cause: err });
+      }
+      if (!c.ca) throw new RondoError('RONDO_E_INVALID', `trust bundle entry ${i} (${c.subject}) is not a CA certificate`);
+    });
     this.#bundle = [...pems];
     for (const [identity, e] of this.#entries) {
       if (e.cert === undefined) continue;

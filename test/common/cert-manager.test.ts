@@ -242,6 +242,10 @@ t.test('a wrong certificate from the controller is rejected', async (t) => {
   await t.rejects(noBundle.ensure(WEB), { code: 'RONDO_E_NO_TRUST_BUNDLE' });
   await t.rejects(f.cm.ensure('spiffe://cluster.local/ns/demo'), { code: 'RONDO_E_SPIFFE_ID' });
   t.throws(() => f.cm.setTrustBundle([]), { code: 'RONDO_E_INVALID' });
+  const before = f.cm.get(DB);
+  t.throws(() => f.cm.setTrustBundle([...f.ca.trustBundle, 'garbage']), { code: 'RONDO_E_INVALID', message: /entry 1 is not a PEM certificate/ });
+  t.throws(() => f.cm.setTrustBundle([f.cm.get(DB)!.chain[0]!]), { code: 'RONDO_E_INVALID', message: /entry 0 .* is not a CA/ });
+  t.equal(f.cm.get(DB), before, 'a bad bundle leaves the old one in force');
 });
 
 t.test('retain() forgets pods that left: no cert, no timer, no metric', async (t) => {
