@@ -215,8 +215,11 @@ export class KindReflector {
       try {
         if (type === 'ERROR') {
           const st = (obj ?? {}) as WatchEventStatus;
-          if (st.code === 410) expired = true;
-          else log.warn('watch ERROR event', { kind: info.kind, code: st.code, reason: st.reason, message: st.message });
+          if (st.code === 410) {
+            expired = true;
+            // kube-apiserver ends the stream after this; do not rely on every server doing so.
+            this.#abort?.abort();
+          } else log.warn('watch ERROR event', { kind: info.kind, code: st.code, reason: st.reason, message: st.message });
           return;
         }
         const rv = (obj as { metadata?: { resourceVersion?: unknown } } | null)?.metadata?.resourceVersion;

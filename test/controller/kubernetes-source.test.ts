@@ -207,6 +207,17 @@ t.test('410 as an HTTP status on the watch request also re-lists', async (t) => 
   t.same(sink.names('Pod'), []);
 });
 
+t.test('a 410 ERROR event on a stream the server keeps open still leads to a re-list', async (t) => {
+  const { api, sink } = await setup(t, { kinds: ['Pod'], before: (api) => api.apply(pod('a-1')) });
+  await api.waitForRequest(isPod(true));
+  const mark = api.requests.length;
+  api.emitRaw('Pod', JSON.stringify({ type: 'ERROR', object: { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'too old resource version', reason: 'Expired', code: 410 } }));
+  await api.waitForRequest(isPod(false), mark);
+  await api.waitForRequest(isPod(true), mark);
+  t.same(sink.names('Pod'), ['a-1']);
+  t.equal(api.watchCount('Pod'), 1, 'the old stream was closed by the client');
+});
+
 t.test('bookmarks advance the resourceVersion a watch resumes from', async (t) => {
   const { api, sink } = await setup(t, { before: (api) => api.apply(pod('a-1')) });
   await api.waitForRequest(isPod(true));
