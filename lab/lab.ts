@@ -46,8 +46,8 @@ export interface LabStatus {
 export interface ApplyResult { resource: string; outcome: 'created' | 'configured' | 'deleted' | 'unchanged' | 'not found' | 'rejected'; message?: string }
 
 /** Fails unless the machine can build a lab: root, iproute2, iptables. */
-export async function checkPrerequisites(run: CommandRunner): Promise<void> {
-  if (process.getuid?.() !== 0) throw new RondoError('RONDO_E_LAB_NOT_ROOT', 'the lab needs root (network namespaces, veths, iptables): run it with sudo or as root');
+export async function checkPrerequisites(run: CommandRunner, uid = process.getuid?.()): Promise<void> {
+  if (uid !== 0) throw new RondoError('RONDO_E_LAB_NOT_ROOT', 'the lab needs root (network namespaces, veths, iptables): run it with sudo or as root');
   for (const [cmd, args] of [['ip', ['-V']], ['iptables-restore', ['--version']], ['curl', ['--version']]] as const) {
     const r = await run(cmd, args, { allowFail: true });
     if (r.code !== 0) throw new RondoError('RONDO_E_LAB_TOOL_MISSING', `${cmd} is missing or broken (${cmd} ${args.join(' ')} failed): install ${cmd === 'ip' ? 'iproute2' : cmd}`);
