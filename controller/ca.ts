@@ -43,6 +43,11 @@ function readPem(path: string): string {
   }
 }
 
+/** A certificate's subject on one line, for error messages (Node separates RDNs with newlines). */
+function nameOf(c: X509Certificate): string {
+  return `"${c.subject.replace(/\n/g, ', ')}"`;
+}
+
 function randomSerial(): string {
   const b = randomBytes(16);
   b[0] = (b[0] ?? 0) & 0x7f; // positive INTEGER without a leading zero byte
@@ -175,9 +180,9 @@ export class CertificateAuthority {
       throw caError(`CA private key in ${dir} cannot be parsed: ${errorMessage(e)}`, e);
     }
     const caX = new X509Certificate(caCertPem);
-    if (!caX.checkPrivateKey(keyObj)) throw caError(`CA key in ${dir} does not belong to its certificate ${caX.subject}`);
-    if (!caX.ca) throw caError(`CA certificate ${caX.subject} in ${dir} is not a CA (basicConstraints CA:false)`);
-    if (caX.validToDate.getTime() <= now) throw caError(`CA certificate ${caX.subject} in ${dir} expired at ${caX.validTo}; rotate the root`);
+    if (!caX.checkPrivateKey(keyObj)) throw caError(`CA key in ${dir} does not belong to its certificate ${nameOf(caX)}`);
+    if (!caX.ca) throw caError(`CA certificate ${nameOf(caX)} in ${dir} is not a CA (basicConstraints CA:false)`);
+    if (caX.validToDate.getTime() <= now) throw caError(`CA certificate ${nameOf(caX)} in ${dir} expired at ${caX.validTo}; rotate the root`);
     const { key, alg } = importSigningKey(keyObj);
 
     const bundle: string[] = [];
@@ -297,11 +302,11 @@ function verifyChain(chain: string[], roots: string[], now: number): void {
   const anchors = roots.map((r) => new X509Certificate(r));
   for (let i = 0; i < certs.length; i++) {
     const c = certs[i]!;
-    if (c.validToDate.getTime() <= now) throw caError(`CA chain certificate ${c.subject} expired at ${c.validTo}`);
+    if (c.validToDate.getTime() <= now) throw caError(`CA chain certificate ${nameOf(c)} expired at ${c.validTo}`);
     const next = certs[i + 1];
     const issuers = next !== undefined ? [next] : anchors;
     if (!issuers.some((iss) => c.checkIssued(iss) && c.verify(iss.publicKey))) {
-      throw caError(`CA chain certificate ${c.subject} is not signed by ${next !== undefined ? next.subject : 'any certificate in root-cert.pem'}: check cert-chain.pem order (intermediate first) and root-cert.pem`);
+      throw caError(`CA chain certificate ${nameOf(c)} is not signed by ${next !== undefined ? nameOf(next) : 'any certificate in root-cert.pem'}: check cert-chain.pem order (intermediate first) and root-cert.pem`);
     }
   }
 }

@@ -128,27 +128,47 @@ t.test('trust-bundle-*.pem roots join the bundle (root rotation)', async (t) => 
   t.match(opensslVerify(dir, ca.trustBundle, await old.signCsr(csrPem, ID)), /OK/);
 });
 
-t.test('plug-in intermediate CA: leaf chain includes the intermediate', async (t) => {
+/** Istio-style plug-in CA directory made with openssl: root (kept out of the dir) -> intermediate. */
+function pluginDir(t: Tap, alg: 'ec' | 'rsa'): { dir: string; o: (args: string[]) => string } {
   const dir = tmp(t);
   const o = (args: string[]): string => execFileSync('openssl', args, { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  o(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'rk.pem', '-out', 'root-cert.pem',
+  const key = alg === 'ec' ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'] : ['-newkey', 'rsa:2048'];
+  o(['req', '-x509', ...key, '-nodes', '-keyout', 'rk.pem', '-out', 'root-cert.pem',
     '-subj', '/O=corp/CN=Corp Root', '-days', '30', '-addext', 'basicConstraints=critical,CA:true', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
-  o(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca-key.pem', '-out', 'ca.csr', '-subj', '/O=corp/CN=Mesh Intermediate']);
+  o(['req', ...key, '-nodes', '-keyout', 'ca-key.pem', '-out', 'ca.csr', '-subj', '/O=corp/CN=Mesh Intermediate']);
   writeFileSync(join(dir, 'ext.cnf'), 'basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n');
   o(['x509', '-req', '-in', 'ca.csr', '-CA', 'root-cert.pem', '-CAkey', 'rk.pem', '-CAcreateserial', '-out', 'ca-cert.pem', '-days', '20', '-extfile', 'ext.cnf']);
   writeFileSync(join(dir, 'cert-chain.pem'), readFileSync(join(dir, 'ca-cert.pem'), 'utf8') + readFileSync(join(dir, 'root-cert.pem'), 'utf8'));
   rmSync(join(dir, 'rk.pem'));
-  const ca = await CertificateAuthority.loadOrCreate({ dir, trustDomain: TD, ttlSeconds: 3600 });
-  t.equal(ca.trustBundle.length, 1);
-  t.equal(ca.trustBundle[0], readFileSync(join(dir, 'root-cert.pem'), 'utf8').trim() + '\n');
-  const { csrPem } = await generateKeyAndCsr(ID);
-  const chain = await ca.signCsr(csrPem, ID);
-  t.equal(chain.length, 2, 'leaf + intermediate (the root stays in the bundle)');
-  t.match(new X509Certificate(chain[1]!).subject, /Mesh Intermediate/);
-  t.match(opensslVerify(dir, ca.trustBundle, chain), /OK/);
-  // A key that does not match the intermediate is refused at start-up.
-  o(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'ca-key.pem']);
-  t.match(await code(CertificateAuthority.loadOrCreate({ dir, trustDomain: TD, ttlSeconds: 3600 })), /RONDO_E_CA_INVALID.*does not belong/);
+  return { dir, o };
+}
+
+for (const alg of ['ec', 'rsa'] as const) {
+  t.test(`plug-in intermediate CA (${alg}): leaf chain includes the intermediate`, async (t) => {
+    const { dir, o } = pluginDir(t, alg);
+    const ca = await CertificateAuthority.loadOrCreate({ dir, trustDomain: TD, ttlSeconds: 3600 });
+    t.equal(ca.trustBundle.length, 1);
+    t.equal(ca.trustBundle[0], readFileSync(join(dir, 'root-cert.pem'), 'utf8').trim() + '\n');
+    const { csrPem } = await generateKeyAndCsr(ID);
+    const chain = await ca.signCsr(csrPem, ID);
+    t.equal(chain.length, 2, 'leaf + intermediate (the root stays in the bundle)');
+    t.match(new X509Certificate(chain[1]!).subject, /Mesh Intermediate/);
+    t.match(opensslVerify(dir, ca.trustBundle, chain), /OK/);
+    // A key that does not match the intermediate is refused at start-up.
+    o(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'ca-key.pem']);
+    t.match(await code(CertificateAuthority.loadOrCreate({ dir, trustDomain: TD, ttlSeconds: 3600 })), /RONDO_E_CA_INVALID.*does not belong/);
+  });
+}
+
+t.test('plug-in CA: a missing file or a chain that does not reach root-cert.pem is refused', async (t) => {
+  const { dir } = pluginDir(t, 'ec');
+  const other = await CertificateAuthority.loadOrCreate({ dir: tmp(t), trustDomain: TD, ttlSeconds: 3600 });
+  const rootPem = readFileSync(join(dir, 'root-cert.pem'), 'utf8');
+  writeFileSync(join(dir, 'root-cert.pem'), other.trustBundle[0]!);
+  t.match(await code(CertificateAuthority.loadOrCreate({ dir, trustDomain: TD, ttlSeconds: 3600 })), /RONDO_E_CA_INVALID: CA chain certificate "O=corp, CN=Mesh Intermediate" is not signed by any certificate in root-cert.pem/);
+  writeFileSync(join(dir, 'root-cert.pem'), rootPem);
+  rmSync(join(dir, 'ca-key.pem'));
+  t.match(await code(CertificateAuthority.loadOrCreate({ dir, trustDomain: TD, ttlSeconds: 3600 })), /RONDO_E_CA_INVALID: .*ca-key.pem is missing/);
 });
 
 t.test('serving certificate carries the listen IP and verifies as a TLS server', async (t) => {
