@@ -3,6 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import net from 'node:net';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
@@ -296,4 +297,26 @@ t.test('close() is idempotent, cancels timers and refuses new work', async (t) =
   t.equal(f.time.timers.size, 0);
   t.equal(f.cm.get(WEB), undefined);
   await t.rejects(f.cm.ensure(WEB), { code: 'RONDO_E_CLOSED' });
+});
+
+t.test('a context can be picked per accepted socket (HBONE inbound: cert by original destination)', async (t) => {
+  const f = await fixture(t);
+  const web = await f.cm.ensure(WEB);
+  const db = await f.cm.ensure(DB);
+  const seen: string[] = [];
+  // The agent accepts plain TCP, looks up the target pod, then starts TLS with that pod's context.
+  const srv = net.createServer((raw) => {
+    const s = new tls.TLSSocket(raw, { isServer: true, secureContext: f.cm.get(DB)!.secureContext, requestCert: true, rejectUnauthorized: true });
+    s.on('secure', () => { seen.push(spiffeIdOf(s.getPeerCertificate()) ?? '?'); s.end('hi'); });
+    s.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  t.teardown(() => srv.close());
+  const c = await connect((srv.address() as AddressInfo).port, web);
+  t.teardown(() => c.destroy());
+  t.equal(spiffeIdOf(c.getPeerCertificate()), DB, 'server presented the destination pod identity');
+  const [b] = (await once(c, 'data')) as [Buffer];
+  t.equal(b.toString(), 'hi');
+  t.same(seen, [WEB], 'and verified the client identity');
+  t.equal(db.identity, DB);
 });
