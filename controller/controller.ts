@@ -10,7 +10,7 @@ import { RondoError, errorMessage } from '../common/errors.ts';
 import { ObjectStore } from './store.ts';
 import { ModelBuilder, forProxy, type MeshSnapshot } from './model/build.ts';
 import type { InvalidResource } from './model/labels.ts';
-import { PushServer } from './push/server.ts';
+import { PushServer, type ProxyStatus } from './push/server.ts';
 import type { Authenticator } from './push/auth.ts';
 import { createControllerMetrics, type ControllerMetrics } from './metrics.ts';
 import { createHttpEndpoint, type HttpEndpoint } from './http.ts';
@@ -121,6 +121,11 @@ export class Controller {
   /** Bound ports (useful when 0 was asked for). */
   get ports(): { push: number; http: number } {
     return { push: this.#push.address.port, http: this.#http.port };
+  }
+
+  /** Connected proxies and their versions (as /debug/proxies shows them). */
+  proxies(): ProxyStatus[] {
+    return this.#push.proxies();
   }
 
   /** Serves until close(). */

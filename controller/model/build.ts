@@ -37,7 +37,7 @@ export interface MeshSnapshot extends ProxyView {
   readonly identitiesByNode: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
-interface PodCacheEntry { pod: KubeObject; ns: KubeObject | undefined; out: PodResult }
+interface PodCacheEntry { pod: KubeObject; ns: KubeObject | undefined; out: PodResult; sched: { node: string; identity: string } | undefined }
 interface SvcCacheEntry { svc: KubeObject; ns: KubeObject | undefined; slices: KubeObject[]; usedIpIndex: boolean; out: ServiceResult }
 
 function sameArray(a: readonly unknown[], b: readonly unknown[]): boolean {
@@ -74,12 +74,12 @@ export class ModelBuilder {
     for (const [key, pod] of store.list('Pod')) {
       const ns = nsOf(pod.metadata.namespace);
       let e = this.#pods.get(key);
-      if (e === undefined || e.pod !== pod || e.ns !== ns) e = { pod, ns, out: podToWorkload(pod, ns, td) };
+      if (e === undefined || e.pod !== pod || e.ns !== ns) e = { pod, ns, out: podToWorkload(pod, ns, td), sched: scheduledIdentity(pod, td) };
       nextPods.set(key, e);
       const out = e.out;
       if ('workload' in out) workloads.set(out.workload.uid, out.workload);
       else if ('error' in out) invalid.push({ kind: 'Pod', namespace: pod.metadata.namespace, name: pod.metadata.name, reason: out.error });
-      const sched = scheduledIdentity(pod, td);
+      const sched = e.sched;
       if (sched !== undefined) {
         let s = identitiesByNode.get(sched.node);
         if (s === undefined) identitiesByNode.set(sched.node, (s = new Set()));
@@ -87,8 +87,15 @@ export class ModelBuilder {
       }
     }
     this.#pods = nextPods;
-    const uidByIp = new Map<string, string>();
-    for (const w of workloads.values()) for (const ip of w.ips) uidByIp.set(ip, w.uid);
+    // Built only if some EndpointSlice lacks targetRefs (rare: Kubernetes sets them).
+    let uidByIp: Map<string, string> | undefined;
+    const uidOfIp = (ip: string): string | undefined => {
+      if (uidByIp === undefined) {
+        uidByIp = new Map();
+        for (const w of workloads.values()) for (const a of w.ips) uidByIp.set(a, w.uid);
+      }
+      return uidByIp.get(ip);
+    };
 
     // Services with their EndpointSlices.
     const slicesBySvc = new Map<string, KubeObject[]>();
@@ -109,7 +116,7 @@ export class ModelBuilder {
       let e = this.#svcs.get(key);
       if (e === undefined || e.svc !== svc || e.ns !== ns || !sameArray(e.slices, slices) || (e.usedIpIndex && podsChanged)) {
         let used = false;
-        const lookup = { get: (ip: string): string | undefined => { used = true; return uidByIp.get(ip); } };
+        const lookup = { get: (ip: string): string | undefined => { used = true; return uidOfIp(ip); } };
         const out = serviceToWire(svc, ns, slices, lookup);
         e = { svc, ns, slices, usedIpIndex: used, out };
       }
