@@ -20,6 +20,8 @@ export interface WorkloadCert {
   /** Leaf first, then intermediates (if any). */
   chain: string[];
   notAfter: Date;
+  /** Roots the context verifies peers against (so this object is also an HBONE ServerCredentials). */
+  trustBundle: readonly string[];
   /** Key + full chain + trust bundle as `ca`, TLS 1.3 only; pass as `secureContext`. */
   secureContext: tls.SecureContext;
 }
@@ -262,7 +264,7 @@ export class CertManager extends EventEmitter<CertManagerEvents> {
     const secureContext = tls.createSecureContext({
       key: keyPem, cert: chain.join(''), ca: this.#bundle, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3',
     });
-    return { identity, keyPem, chain: [...chain], notAfter, secureContext };
+    return { identity, keyPem, chain: [...chain], notAfter, trustBundle: this.#bundle, secureContext };
   }
 
   /** Half of the remaining life from issue, spread by +/- RENEW_JITTER. */

@@ -281,6 +281,8 @@ t.test('a new trust bundle rebuilds every context once; the same bundle is a no-
   const now = f.cm.get(WEB)!;
   t.not(now.secureContext, web.secureContext);
   t.equal(now.keyPem, web.keyPem, 'same key and cert');
+  t.same(now.trustBundle, [...f.ca.trustBundle, ...other.ca.trustBundle], 'carries the bundle it was built with');
+  t.same(web.trustBundle, f.ca.trustBundle, 'the old object keeps its own bundle');
   // The rebuilt context trusts the added root: a peer of the other CA is accepted.
   const peer = await other.cm.ensure(DB);
   const srv = await mtlsServer(t, () => peer.secureContext);
