@@ -17,7 +17,7 @@ import type { CommandRunner, CommandResult } from './run-command.ts';
 import { RunRecord, RUN_ROOT, writeAtomic } from './record.ts';
 import type { RecordEntry } from './record.ts';
 import { addNetns, buildUnderlay, buildNode, buildPod, syncServices, listNetns } from './netns.ts';
-import { startInNetns, processState, killGroup, isOurs } from './processes.ts';
+import { startInNetns, startWrapped, processState, killGroup, isOurs } from './processes.ts';
 import { StateWriter } from './state-writer.ts';
 import { writeTokens, controllerArgv, agentArgv, httpGetInNetns, waitFor, hasEntry, meshPaths, MESH_PORTS } from './mesh.ts';
 
@@ -32,6 +32,8 @@ export interface LabOptions {
   ownerPid?: number;
   /** Where `controller/main.ts` and `node-agent/main.ts` are looked up (default: this repo; tests use stand-ins). */
   meshRepo?: string;
+  /** How often the watcher process checks pod liveness (default 1000 ms; 0: no watcher). */
+  watchIntervalMs?: number;
 }
 /** One pod in `status`. */
 export interface PodStatus { namespace: string; name: string; node: string; ip: string; netns: string; state: 'running' | 'crashed'; exitCode?: number; log: string }
@@ -140,6 +142,7 @@ export class Lab {
       lab.state.writeAll(plan, lab.uids, () => true);
       progress(`starting ${plan.pods.length} pods`);
       for (const p of plan.pods) lab.startPod(p);
+      if (o.watchIntervalMs !== 0) lab.startWatcher(o.watchIntervalMs ?? 1000);
       if (plan.mesh) await lab.startMesh(progress, o.meshTimeoutMs ?? 30_000, o.meshRepo ?? REPO_ROOT);
       return lab;
     } catch (e) {
@@ -240,8 +243,11 @@ export class Lab {
     return this.run('ip', ['netns', 'exec', n.netns, ...argv], o);
   }
 
-  /** Pods, services and mesh processes; also brings the state dir and DNAT rules up to date. */
-  async status(): Promise<LabStatus> {
+  /**
+   * Pod liveness; when it changed, rewrites the state dir's Pods/EndpointSlices and the
+   * DNAT rules (the lab's watcher calls this every second, `status` on demand).
+   */
+  async refresh(): Promise<PodStatus[]> {
     const pods = this.plan.pods.map((p): PodStatus => {
       const e = this.procEntry(`pod/${keyOf(p)}`);
       const st = e === undefined ? { state: 'exited' as const } : processState(e, this.exitFile(p.netns));
@@ -250,8 +256,20 @@ export class Lab {
         state: st.state === 'running' ? 'running' : 'crashed', ...(st.state === 'exited' && st.code !== undefined ? { exitCode: st.code } : {}),
       };
     });
-    await this.refresh(Object.fromEntries(pods.map((p) => [keyOf(p), p.state === 'running'])));
-    const mesh = this.record.entries.filter((e) => e.kind === 'process' && !e.name.startsWith('pod/'))
+    const ready = Object.fromEntries(pods.map((p) => [keyOf(p), p.state === 'running']));
+    if (Object.keys(ready).some((k) => ready[k] !== this.ready[k])) {
+      this.ready = ready;
+      this.save();
+      this.state.writePods(this.plan, this.uids, (k) => ready[k] === true);
+      await syncServices(this.run, this.plan, (k) => ready[k] === true);
+    }
+    return pods;
+  }
+
+  /** Pods, services and mesh processes (brings the state dir and DNAT rules up to date first). */
+  async status(): Promise<LabStatus> {
+    const pods = await this.refresh();
+    const mesh = this.record.entries.filter((e) => e.kind === 'process' && e.role !== 'pod' && e.role !== 'watcher')
       .map((e) => e.kind === 'process' ? { role: e.role, name: e.name, state: isOurs(e) ? 'running' as const : 'exited' as const, log: e.log } : undefined)
       .filter((x) => x !== undefined);
     const out: LabStatus = {
@@ -334,16 +352,6 @@ export class Lab {
     writeAtomic(join(this.runDir, 'lab.json'), JSON.stringify(saved) + '\n');
   }
 
-  /** Rewrites Pods/EndpointSlices and DNAT rules when pod liveness changed. */
-  private async refresh(ready: Record<string, boolean>): Promise<void> {
-    const changed = Object.keys(ready).some((k) => ready[k] !== this.ready[k]);
-    if (!changed) return;
-    this.ready = ready;
-    this.save();
-    this.state.writePods(this.plan, this.uids, (k) => ready[k] === true);
-    await syncServices(this.run, this.plan, (k) => ready[k] === true);
-  }
-
   private writeNames(): void {
     for (const p of this.plan.pods) {
       const dir = join(ETC_NETNS, p.netns);
@@ -359,6 +367,15 @@ export class Lab {
       netns: p.netns, argv: resolveCommand(p.command), env: this.podEnv(p), log: this.logPath(keyOf(p)), exitFile: this.exitFile(p.netns), cwd: REPO_ROOT,
     });
     this.record.replaceProcess({ kind: 'process', role: 'pod', name: `pod/${keyOf(p)}`, ...info });
+  }
+
+  private startWatcher(intervalMs: number): void {
+    const logs = join(this.runDir, 'logs');
+    const w = startWrapped({
+      argv: [process.execPath, join(REPO_ROOT, 'lab', 'watch.ts'), this.name, String(intervalMs), dirname(this.runDir)],
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', RONDO_LAB: this.name }, cwd: REPO_ROOT, log: join(logs, 'watcher.log'), exitFile: join(logs, 'watcher.exit'),
+    });
+    this.record.add({ kind: 'process', role: 'watcher', name: 'watcher', ...w });
   }
 
   private async startMesh(progress: (l: string) => void, timeoutMs: number, repo: string): Promise<void> {

@@ -33,16 +33,25 @@ export function isOurs(p: { pid: number; startTime: string }): boolean {
 /** Starts `argv` in netns `ns`, detached, stdout+stderr appended to `log`; `exitFile` gets the exit code. */
 export function startInNetns(o: { netns: string; argv: string[]; env: Record<string, string>; log: string; exitFile: string; cwd: string }): ProcessInfo {
   if (o.argv.length === 0) throw new RondoError('RONDO_E_LAB_PROCESS', `empty command for netns ${o.netns}`);
+  return startDetached({ ...o, argv: ['ip', 'netns', 'exec', o.netns, 'sh', '-c', EXIT_WRAPPER, o.exitFile, ...o.argv] });
+}
+
+/** Starts `argv` detached in the current netns (the lab's own helpers), same log/exit-file handling. */
+export function startWrapped(o: { argv: string[]; env: Record<string, string>; log: string; exitFile: string; cwd: string }): ProcessInfo {
+  return startDetached({ ...o, argv: ['sh', '-c', EXIT_WRAPPER, o.exitFile, ...o.argv] });
+}
+
+// sh stays the parent so the exit code is recorded even though nobody waits on us.
+const EXIT_WRAPPER = '"$@"; echo $? > "$0"';
+
+function startDetached(o: { argv: string[]; env: Record<string, string>; log: string; cwd: string }): ProcessInfo {
+  const [cmd, ...args] = o.argv;
   const fd = openSync(o.log, 'a');
   try {
-    // sh stays the parent so the exit code is recorded even though nobody waits on us.
-    const script = '"$@"; echo $? > "$0"';
-    const child = spawn('ip', ['netns', 'exec', o.netns, 'sh', '-c', script, o.exitFile, ...o.argv], {
-      detached: true, stdio: ['ignore', fd, fd], env: o.env, cwd: o.cwd,
-    });
+    const child = spawn(cmd!, args, { detached: true, stdio: ['ignore', fd, fd], env: o.env, cwd: o.cwd });
     child.unref();
     const pid = child.pid;
-    if (pid === undefined) throw new RondoError('RONDO_E_LAB_PROCESS', `could not start ${o.argv.join(' ')} in ${o.netns}: is iproute2 installed? see ${o.log}`);
+    if (pid === undefined) throw new RondoError('RONDO_E_LAB_PROCESS', `could not start ${o.argv.join(' ')}: is ${cmd} installed? see ${o.log}`);
     child.on('error', () => undefined); // reported through the exit file / liveness instead
     return { pid, startTime: procStartTime(pid) ?? '?', log: o.log };
   } finally {
