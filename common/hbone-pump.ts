@@ -1,0 +1,76 @@
+/**
+ * Bidirectional byte pump between two duplex streams (TCP sockets, TLS sockets, HTTP/2
+ * streams) with `pipe` semantics: backpressure both ways, half-close propagated, and a
+ * failure on one side reset on the other. A cleanly finished side is never reset
+ * (resetting a finished HTTP/2 stream trips nghttp2's rapid-reset guard for the whole
+ * session, data-plane-notes pitfall 1).
+ */
+import type { Duplex } from 'node:stream';
+import { Socket } from 'node:net';
+
+/** What one pumped connection did, for access logs and metrics. */
+export interface PumpResult {
+  /** Bytes read from `a` and written to `b`. */
+  aToB: number;
+  /** Bytes read from `b` and written to `a`. */
+  bToA: number;
+  /** First error seen, if either side failed or was reset. */
+  error?: Error;
+  /** Which side failed first. */
+  failedSide?: 'a' | 'b';
+}
+
+interface H2Like { rstCode: number | undefined }
+// node:http2 exports no Http2Stream class to test against; its streams are the duplexes with rstCode.
+function asH2(s: Duplex): H2Like | undefined {
+  return 'rstCode' in s ? (s as unknown as H2Like) : undefined;
+}
+
+/** Whether an HTTP/2 stream ended with RST_STREAM (not a clean END_STREAM both ways). */
+function streamWasReset(s: Duplex): boolean {
+  const h = asH2(s);
+  return h !== undefined && h.rstCode !== undefined && h.rstCode !== 0;
+}
+
+// Mirror a failure onto the other side the way TCP would: RST for sockets, RST_STREAM for
+// HTTP/2 streams. Not stream.close(CANCEL): it flushes END_STREAM before the RST, so the
+// peer would first see a clean end (a FIN) and only then the reset.
+function resetSide(s: Duplex): void {
+  if (s.destroyed) return;
+  if (s instanceof Socket) s.resetAndDestroy();
+  else s.destroy(new Error('peer connection reset'));
+}
+
+/** Pumps bytes between `a` and `b` until both are closed; resolves with the counts. */
+export function pump(a: Duplex, b: Duplex): Promise<PumpResult> {
+  const res: PumpResult = { aToB: 0, bToA: 0 };
+  return new Promise((resolve) => {
+    let closed = 0;
+    const fail = (side: 'a' | 'b', err: Error): void => {
+      if (res.error === undefined) { res.error = err; res.failedSide = side; }
+      resetSide(side === 'a' ? b : a);
+    };
+    const onClose = (side: 'a' | 'b', s: Duplex): void => {
+      // Closed without a clean end (peer reset, session torn down, forced drain): nothing more
+      // can flow, so the other side is reset as TCP would be.
+      if (res.error === undefined && (streamWasReset(s) || !s.readableEnded)) {
+        const h = asH2(s);
+        const code = h !== undefined ? ` (code ${h.rstCode})` : '';
+        fail(side, new Error(`${side === 'a' ? 'first' : 'second'} side closed before the end of its stream${code}`));
+      }
+      if (++closed === 2) resolve(res);
+    };
+    a.on('data', (c: Buffer) => { res.aToB += c.length; });
+    b.on('data', (c: Buffer) => { res.bToA += c.length; });
+    a.on('error', (e: Error) => fail('a', e));
+    b.on('error', (e: Error) => fail('b', e));
+    // HTTP/2 streams announce a peer's RST_STREAM with 'aborted' before ending their readable
+    // side: reset the other side first, or it would see a clean FIN instead of a reset.
+    a.once('aborted', () => fail('a', new Error('stream reset by peer')));
+    b.once('aborted', () => fail('b', new Error('stream reset by peer')));
+    a.once('close', () => onClose('a', a));
+    b.once('close', () => onClose('b', b));
+    a.pipe(b);
+    b.pipe(a);
+  });
+}

@@ -1,0 +1,243 @@
+/**
+ * HBONE server (port 15008): plain TCP accept -> original destination -> the TLS identity
+ * of the workload at that address -> mutual TLS 1.3 (client chain verified against the
+ * trust bundle) -> one shared HTTP/2 server. CONNECT streams with a valid `:authority` go
+ * to the handler, which authorizes, connects and pumps; everything else is refused with a
+ * reason and counted, without disturbing other streams or sessions.
+ */
+import net from 'node:net';
+import type tls from 'node:tls';
+import http2 from 'node:http2';
+import type { Http2Session, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { Logger } from './log.ts';
+import { RondoError, errorMessage } from './errors.ts';
+import { REASON_HEADER, parseAuthority, spiffeIdsOf } from './hbone-headers.ts';
+import type { HostPort } from './hbone-headers.ts';
+import { DEFAULT_WINDOW } from './hbone-client.ts';
+
+/** A CONNECT that passed transport checks; the handler must answer it (accept or refuse). */
+export interface InboundTunnel {
+  stream: ServerHttp2Stream;
+  /** Parsed `:authority`: the workload address and port the client wants. */
+  target: HostPort;
+  /** Where the TCP connection was going (original destination, or the listener address). */
+  connectionDst: HostPort;
+  /** SPIFFE ID of the verified client certificate, if it carries one. */
+  peerIdentity: string | undefined;
+  remote: HostPort;
+  headers: IncomingHttpHeaders;
+}
+
+/** Key, chain (leaf first) and trust bundle of one local workload, all PEM. */
+export interface ServerCredentials {
+  readonly keyPem: string;
+  readonly chain: readonly string[];
+  readonly trustBundle: readonly string[];
+}
+
+/** Options of an HboneServer. */
+export interface HboneServerOptions {
+  log: Logger;
+  /**
+   * The certificate to present for a connection to `dst`; `undefined` refuses the connection.
+   * Return the same object for the same certificate: a TLS server is built once per object.
+   */
+  credentialsFor: (dst: HostPort) => ServerCredentials | undefined;
+  /** Handles each valid CONNECT. Must answer with `acceptTunnel` or `refuseTunnel`. */
+  onTunnel: (t: InboundTunnel) => void;
+  /** Original destination of an accepted socket (default: its local address). */
+  originalDestination?: (s: net.Socket) => HostPort | undefined;
+  /** Called once per refused connection/stream with a short reason (for metrics). */
+  onRefused?: (reason: string) => void;
+  windowSize?: number;
+  /** Largest accepted request header block (default 16 KiB). */
+  maxHeaderListSize?: number;
+  /** TLS handshake deadline (default 10 s). */
+  handshakeTimeoutMs?: number;
+}
+
+/** Answers a CONNECT with a refusal: status plus a reason header, then ends the stream cleanly. */
+export function refuseTunnel(stream: ServerHttp2Stream, status: number, reason: string): void {
+  if (stream.destroyed || stream.closed) return;
+  if (!stream.headersSent) stream.respond({ ':status': status, [REASON_HEADER]: reason.slice(0, 200) }, { endStream: true });
+  else stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+  // Whatever the client already sent is not read; draining lets the stream close without RST.
+  stream.resume();
+}
+
+/** Answers a CONNECT with 200; the caller then pumps bytes. */
+export function acceptTunnel(stream: ServerHttp2Stream): void {
+  stream.respond({ ':status': 200 }, { endStream: false });
+}
+
+/** The 15008 listener. `create()` binds; `close()` drains. */
+export class HboneServer {
+  readonly #o: HboneServerOptions;
+  readonly #tcp: net.Server;
+  readonly #servers = new WeakMap<ServerCredentials, http2.Http2SecureServer>();
+  readonly #sessions = new Set<Http2Session>();
+  readonly #sockets = new Set<net.Socket>();
+  // Original destination per live connection, keyed by the peer's address: the TLS socket
+  // Node builds inside the TLS server shares it with the accepted TCP socket.
+  readonly #dstByPeer = new Map<string, HostPort>();
+  /** Refusals by reason, for the admin page and tests. */
+  readonly refused = new Map<string, number>();
+  #closing: Promise<void> | undefined;
+
+  private constructor(o: HboneServerOptions) {
+    this.#o = o;
+    this.#tcp = net.createServer({ noDelay: true }, (s) => this.#onConnection(s));
+  }
+
+  // One HTTP/2-over-TLS server (not listening) per workload certificate: the certificate
+  // depends on the original destination, known only after accept, and Node offers no public
+  // per-connection hook before the handshake. Sockets are handed over with emit('connection').
+  #serverFor(creds: ServerCredentials): http2.Http2SecureServer {
+    const cached = this.#servers.get(creds);
+    if (cached !== undefined) return cached;
+    const o = this.#o;
+    const windowSize = o.windowSize ?? DEFAULT_WINDOW;
+    const h2 = http2.createSecureServer({
+      key: creds.keyPem,
+      cert: creds.chain.join('\n'),
+      ca: [...creds.trustBundle],
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.3',
+      ALPNProtocols: ['h2'],
+      handshakeTimeout: o.handshakeTimeoutMs ?? 10_000,
+      settings: { initialWindowSize: windowSize, maxConcurrentStreams: 100_000, maxHeaderListSize: o.maxHeaderListSize ?? 16 * 1024, enablePush: false },
+      maxSessionMemory: Math.max(10, Math.ceil((windowSize * 4) / (1024 * 1024))),
+      maxHeaderListPairs: 64,
+    });
+    h2.on('session', (s: Http2Session) => {
+      this.#sessions.add(s);
+      s.once('close', () => this.#sessions.delete(s));
+      s.on('error', (e: Error) => { this.#count('session_error'); o.log.debug('HBONE session error', { error: e }); });
+      s.on('frameError', () => this.#count('frame_error'));
+      s.setLocalWindowSize(windowSize);
+    });
+    // A failed handshake: no client certificate, an untrusted chain, or not TLS at all.
+    h2.on('tlsClientError', (e: Error) => { this.#count('tls_handshake'); o.log.debug('HBONE TLS handshake failed', { error: e }); });
+    h2.on('sessionError', () => this.#count('protocol_error'));
+    h2.on('unknownProtocol', (sock: net.Socket) => { this.#count('no_alpn_h2'); sock.destroy(); });
+    h2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => this.#onStream(stream, headers));
+    this.#servers.set(creds, h2);
+    return h2;
+  }
+
+  /** Binds the listener (fails loudly: port in use, bad address). */
+  static async create(o: HboneServerOptions & { host: string; port: number; reusePort?: boolean }): Promise<HboneServer> {
+    const srv = new HboneServer(o);
+    await new Promise<void>((resolve, reject) => {
+      srv.#tcp.once('error', (e: Error) => reject(new RondoError('RONDO_E_LISTEN',
+        `cannot listen for HBONE on ${o.host}:${o.port}: ${errorMessage(e)} (is another agent or waypoint running here?)`, { cause: e })));
+      srv.#tcp.listen({ host: o.host, port: o.port, reusePort: o.reusePort ?? false }, resolve);
+    });
+    srv.#tcp.on('error', (e: Error) => o.log.error('HBONE listener error', { error: e }));
+    return srv;
+  }
+
+  /** The bound address (port 0 resolves to the real port). */
+  get address(): net.AddressInfo { return this.#tcp.address() as net.AddressInfo; }
+
+  /** Open HTTP/2 sessions (one per peer agent or waypoint). */
+  get sessionCount(): number { return this.#sessions.size; }
+
+  #count(reason: string): void {
+    this.refused.set(reason, (this.refused.get(reason) ?? 0) + 1);
+    this.#o.onRefused?.(reason);
+  }
+
+  #onConnection(socket: net.Socket): void {
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
+    socket.on('error', () => undefined);
+    if (this.#closing !== undefined) { socket.destroy(); return; }
+    let dst: HostPort | undefined;
+    try {
+      dst = this.#o.originalDestination?.(socket);
+    } catch (e) {
+      this.#o.log.warn('HBONE: cannot read original destination', { error: e });
+    }
+    dst ??= { ip: stripV4Mapped(socket.localAddress ?? ''), port: socket.localPort ?? 0 };
+    const creds = this.#o.credentialsFor(dst);
+    if (creds === undefined) {
+      this.#count('unknown_destination');
+      this.#o.log.debug('HBONE: no local workload at destination', { dst });
+      socket.destroy();
+      return;
+    }
+    const peer = `${socket.remoteAddress}|${socket.remotePort}`;
+    this.#dstByPeer.set(peer, dst);
+    socket.once('close', () => this.#dstByPeer.delete(peer));
+    this.#serverFor(creds).emit('connection', socket);
+  }
+
+  #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    stream.on('error', () => undefined);
+    const tlsSock = stream.session?.socket as tls.TLSSocket | undefined;
+    const dst = tlsSock === undefined ? undefined : this.#dstByPeer.get(`${tlsSock.remoteAddress}|${tlsSock.remotePort}`);
+    if (tlsSock === undefined || dst === undefined) { this.#count('no_session_meta'); refuseTunnel(stream, 500, 'internal: unknown session'); return; }
+    // nghttp2 only advertises SETTINGS_MAX_HEADER_LIST_SIZE; enforce it here as well.
+    const limit = this.#o.maxHeaderListSize ?? 16 * 1024;
+    let size = 0;
+    for (const [k, v] of Object.entries(headers)) size += k.length + (Array.isArray(v) ? v.join('').length : String(v ?? '').length) + 32;
+    if (size > limit) {
+      this.#count('header_too_large');
+      refuseTunnel(stream, 431, `request headers of ${size} bytes exceed the limit of ${limit}`);
+      return;
+    }
+    if (headers[':method'] !== 'CONNECT') {
+      this.#count('not_connect');
+      refuseTunnel(stream, 405, `only CONNECT is served on HBONE, got ${String(headers[':method'])}`);
+      return;
+    }
+    let target: HostPort;
+    try {
+      target = parseAuthority(String(headers[':authority'] ?? ''));
+    } catch (e) {
+      this.#count('bad_authority');
+      refuseTunnel(stream, 400, errorMessage(e));
+      return;
+    }
+    const sock = tlsSock;
+    try {
+      this.#o.onTunnel({
+        stream,
+        target,
+        connectionDst: dst,
+        peerIdentity: spiffeIdsOf(tlsSock.getPeerCertificate())[0],
+        remote: { ip: sock?.remoteAddress ?? '', port: sock?.remotePort ?? 0 },
+        headers,
+      });
+    } catch (e) {
+      this.#count('handler_error');
+      this.#o.log.error('HBONE tunnel handler threw', { error: e });
+      refuseTunnel(stream, 500, 'internal error');
+    }
+  }
+
+  /**
+   * Stops accepting, sends GOAWAY on every session so peers open new tunnels elsewhere,
+   * lets open streams finish until `deadlineMs`, then destroys what is left. Idempotent.
+   */
+  close(deadlineMs = 0): Promise<void> {
+    this.#closing ??= (async () => {
+      const listenerClosed = new Promise<void>((r) => this.#tcp.close(() => r()));
+      const sessions = [...this.#sessions];
+      await Promise.race([
+        Promise.all(sessions.map((s) => new Promise<void>((r) => { s.once('close', () => r()); s.close(); }))),
+        new Promise<void>((r) => setTimeout(r, deadlineMs).unref()),
+      ]);
+      for (const s of this.#sessions) s.destroy();
+      for (const s of this.#sockets) s.destroy();
+      await listenerClosed;
+    })();
+    return this.#closing;
+  }
+}
+
+function stripV4Mapped(ip: string): string {
+  return ip.startsWith('::ffff:') && net.isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
+}

@@ -1,0 +1,11 @@
+/** HBONE: HTTP/2 CONNECT over mutual TLS 1.3 between node agents and waypoints (port 15008). */
+export { HboneClientPool, HboneConnectError, DEFAULT_WINDOW } from './hbone-client.ts';
+export type { HboneClientPoolOptions, HboneConnectRequest } from './hbone-client.ts';
+export { HboneServer, acceptTunnel, refuseTunnel } from './hbone-server.ts';
+export type { HboneServerOptions, InboundTunnel } from './hbone-server.ts';
+export { pump } from './hbone-pump.ts';
+export type { PumpResult } from './hbone-pump.ts';
+export {
+  HBONE_PORT, REASON_HEADER, BadAuthorityError, parseAuthority, formatAuthority, spiffeIdsOf, buildBaggage, newTraceparent,
+} from './hbone-headers.ts';
+export type { HostPort, BaggageSource } from './hbone-headers.ts';
