@@ -1,4 +1,4 @@
-/** Pods -> Workloads (pure): enrollment, identity, owner name, telemetry labels, waypoint. */
+/** Pods -> Workloads (pure): enrollment, identity, owner name, labels (selectors, telemetry), waypoint. */
 import { Workload } from '../../common/wire.ts';
 import { describeZodError } from '../../common/wire.ts';
 import type { KubeObject } from '../sources/types.ts';
@@ -64,10 +64,7 @@ export function podToWorkload(pod: KubeObject, ns: KubeObject | undefined, trust
     identity: `spiffe://${trustDomain}/ns/${namespace}/sa/${sa}`,
     ips,
     node,
-    labels: {
-      ...(podLabels['app'] !== undefined ? { app: podLabels['app'] } : {}),
-      ...(podLabels['version'] !== undefined ? { version: podLabels['version'] } : {}),
-    },
+    labels: podLabels,
     enrolled: isEnrolled(podLabels, nsLabels),
     ...(waypoint !== undefined ? { waypoint } : {}),
   };

@@ -39,7 +39,7 @@ t.test('pods without an IP or not Running are not served; identity, owner name a
   t.same(snap.resources.workloads.get('uid-demo-web-5d8f7c9b6-x2x4z'), {
     uid: 'uid-demo-web-5d8f7c9b6-x2x4z', namespace: 'demo', name: 'web-5d8f7c9b6-x2x4z', workloadName: 'web',
     serviceAccount: 'web', identity: 'spiffe://cluster.local/ns/demo/sa/web', ips: ['10.244.1.2'], node: 'node-1',
-    labels: { app: 'web', version: 'v2' }, enrolled: true,
+    labels: { app: 'web', version: 'v2', other: 'x' }, enrolled: true,
   });
   t.ok(snap.identitiesByNode.get('node-1')?.has('spiffe://cluster.local/ns/demo/sa/default'), 'a pending pod may already get its cert');
   t.end();
