@@ -149,4 +149,14 @@ spec:
       { message: /overlaps/ });
     t.same(snapshot(name), before);
   });
+
+  t.test('up refuses namespaces it did not make, and down refuses labs it does not know', async (t) => {
+    const name = uniqueLabName();
+    spawnSync('ip', ['netns', 'add', `${name}-n1`]);
+    t.teardown(() => { spawnSync('ip', ['netns', 'del', `${name}-n1`]); });
+    await t.rejects(withLab(t, spec, { name }), { code: 'RONDO_E_LAB_CLASH', message: new RegExp(`${name}-n1 already exists and was not made by lab "${name}"`) });
+    t.ok(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.includes(`${name}-n1`), 'the foreign namespace is untouched');
+    t.notOk(existsSync(`/run/rondo/${name}`), 'no run dir was made');
+    await t.rejects(Lab.down(uniqueLabName()), { code: 'RONDO_E_LAB_NOT_FOUND' });
+  });
 }
