@@ -5,7 +5,10 @@ import { InvalidInputError } from '../common/errors.ts';
 
 /** Validated controller flags. */
 export interface ControllerFlags {
-  files: string;
+  /** State directory (lab), or undefined with --kubeconfig. */
+  files: string | undefined;
+  /** Kubeconfig file, `in-cluster`/`default` for the standard lookup, or undefined with --files. */
+  kubeconfig: string | undefined;
   listen: string;
   caDir: string;
   tokens: string;
@@ -17,7 +20,7 @@ export interface ControllerFlags {
 }
 
 /** Usage text printed with flag errors. */
-export const USAGE = 'usage: node controller/main.ts --files <stateDir> --listen <ip> --ca-dir <dir> --tokens <tokens.json> [--trust-domain cluster.local] [--cert-ttl <seconds>] [--debounce-ms 50] [--push-port 15012] [--metrics-port 15014]';
+export const USAGE = 'usage: node controller/main.ts (--files <stateDir> | --kubeconfig <file|default>) --listen <ip> --ca-dir <dir> --tokens <tokens.json> [--trust-domain cluster.local] [--cert-ttl <seconds>] [--debounce-ms 50] [--push-port 15012] [--metrics-port 15014]';
 
 function int(name: string, v: string | undefined, def: number, min: number, max: number): number {
   if (v === undefined) return def;
@@ -36,7 +39,7 @@ export function parseControllerFlags(argv: string[]): ControllerFlags {
       strict: true,
       allowPositionals: false,
       options: {
-        files: { type: 'string' }, listen: { type: 'string' }, 'ca-dir': { type: 'string' }, tokens: { type: 'string' },
+        files: { type: 'string' }, kubeconfig: { type: 'string' }, listen: { type: 'string' }, 'ca-dir': { type: 'string' }, tokens: { type: 'string' },
         'trust-domain': { type: 'string' }, 'cert-ttl': { type: 'string' }, 'debounce-ms': { type: 'string' },
         'push-port': { type: 'string' }, 'metrics-port': { type: 'string' },
       },
@@ -49,12 +52,18 @@ export function parseControllerFlags(argv: string[]): ControllerFlags {
     if (v === undefined || v === '') throw new InvalidInputError(`--${k} is required\n${USAGE}`);
     return v;
   };
+  const files = values['files'];
+  const kubeconfig = values['kubeconfig'];
+  if ((files === undefined || files === '') === (kubeconfig === undefined || kubeconfig === '')) {
+    throw new InvalidInputError(`exactly one of --files (a state directory) or --kubeconfig (a Kubernetes API) is required\n${USAGE}`);
+  }
   const listen = need('listen');
   if (isIP(listen) === 0) throw new InvalidInputError(`--listen must be an IP address (it goes into the serving certificate's IP SAN), got "${listen}"`);
   const trustDomain = values['trust-domain'] ?? 'cluster.local';
   if (!/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(trustDomain)) throw new InvalidInputError(`--trust-domain must be a lower-case DNS-like name, got "${trustDomain}"`);
   return {
-    files: need('files'),
+    files: files === '' ? undefined : files,
+    kubeconfig: kubeconfig === '' ? undefined : kubeconfig,
     listen,
     caDir: need('ca-dir'),
     tokens: need('tokens'),

@@ -6,12 +6,17 @@ import { CertificateAuthority } from './ca.ts';
 import { TokenFileAuthenticator } from './push/auth.ts';
 import { FileSource } from './sources/files.ts';
 import { Controller } from './controller.ts';
+import { createControllerMetrics } from './metrics.ts';
+import { KubernetesSource, loadKubeConfig } from './sources/kubernetes.ts';
 
 async function main(): Promise<void> {
   const log = createLogger('controller');
   const flags = parseControllerFlags(process.argv.slice(2));
   const ca = await CertificateAuthority.loadOrCreate({ dir: flags.caDir, trustDomain: flags.trustDomain, ttlSeconds: flags.certTtlSeconds });
   const authenticator = await TokenFileAuthenticator.load(flags.tokens);
+  const kubeconfig = flags.kubeconfig;
+  // The Kubernetes source registers its own per-kind watch metrics on the same registry.
+  const metrics = createControllerMetrics({ defaults: true, sourceMetrics: kubeconfig === undefined });
   const controller = await Controller.create({
     listen: flags.listen,
     pushPort: flags.pushPort,
@@ -21,13 +26,16 @@ async function main(): Promise<void> {
     authenticator,
     ca,
     log,
-    sources: (sink) => [
-      new FileSource({
-        dir: flags.files, sink, log: log.child('files'),
-        // Invoked only after create() resolved, so `controller` is set by then.
-        onWatchRestart: () => controller.metrics.watchRestarts.inc({ source: 'files' }),
-      }),
-    ],
+    metrics,
+    sources: (sink) => kubeconfig !== undefined
+      ? [new KubernetesSource({
+          kubeConfig: loadKubeConfig(kubeconfig === 'default' || kubeconfig === 'in-cluster' ? undefined : kubeconfig),
+          sink, log, registry: metrics.registry,
+        })]
+      : [new FileSource({
+          dir: flags.files ?? '', sink, log: log.child('files'),
+          onWatchRestart: () => metrics.watchRestarts?.inc({ kind: 'files' }),
+        })],
   });
   let stopping = false;
   const stop = (signal: string): void => {

@@ -13,14 +13,15 @@ export interface ControllerMetrics {
   readonly invalidMessages: Counter<'reason'>;
   readonly authFailures: Counter;
   readonly csrs: Counter<'result'>;
-  readonly watchRestarts: Counter<'source'>;
+  /** Absent when the Kubernetes source registers its own (same name, labelled by kind). */
+  readonly watchRestarts: Counter<'kind'> | undefined;
   readonly invalidResources: Gauge<'kind'>;
   readonly buildSeconds: Histogram;
   readonly configVersion: Gauge;
 }
 
 /** Creates the metrics on a fresh registry (or the one given). */
-export function createControllerMetrics(o: { registry?: Registry; defaults?: boolean } = {}): ControllerMetrics {
+export function createControllerMetrics(o: { registry?: Registry; defaults?: boolean; sourceMetrics?: boolean } = {}): ControllerMetrics {
   const registry = o.registry ?? new Registry();
   const registers = [registry];
   if (o.defaults ?? false) collectDefaultMetrics({ register: registry, prefix: 'rondo_controller_' });
@@ -40,7 +41,9 @@ export function createControllerMetrics(o: { registry?: Registry; defaults?: boo
     invalidMessages: new Counter({ name: 'rondo_controller_invalid_messages_total', help: 'Malformed or oversized proxy messages (connection closed)', labelNames: ['reason'], registers }),
     authFailures: new Counter({ name: 'rondo_controller_auth_failures_total', help: 'Push connections refused at authentication or hello', registers }),
     csrs: new Counter({ name: 'rondo_controller_csrs_total', help: 'CSRs handled', labelNames: ['result'], registers }),
-    watchRestarts: new Counter({ name: 'rondo_controller_watch_restarts_total', help: 'Source watches restarted (file watcher errors, informer re-lists)', labelNames: ['source'], registers }),
+    watchRestarts: (o.sourceMetrics ?? true)
+      ? new Counter({ name: 'rondo_controller_watch_restarts_total', help: 'Source watches restarted (kind=files: the state-directory watcher)', labelNames: ['kind'], registers })
+      : undefined,
     invalidResources: new Gauge({ name: 'rondo_controller_invalid_resources', help: 'Resources currently left out as invalid', labelNames: ['kind'], registers }),
     buildSeconds: new Histogram({ name: 'rondo_controller_build_seconds', help: 'Model build time per version', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers }),
     configVersion: new Gauge({ name: 'rondo_controller_config_version', help: 'Latest published config version', registers }),

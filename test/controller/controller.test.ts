@@ -103,7 +103,9 @@ t.test('flags: required flags, IP check and numeric ranges give clear errors', (
   const base = ['--files', '/s', '--listen', '10.250.0.2', '--ca-dir', '/c', '--tokens', '/t.json'];
   t.match(parseControllerFlags(base), { files: '/s', listen: '10.250.0.2', trustDomain: 'cluster.local', pushPort: 15012, metricsPort: 15014, debounceMs: 50, certTtlSeconds: 86400 });
   t.match(parseControllerFlags([...base, '--debounce-ms', '10', '--cert-ttl', '600']), { debounceMs: 10, certTtlSeconds: 600 });
-  t.throws(() => parseControllerFlags(base.slice(2)), /--files is required/);
+  t.throws(() => parseControllerFlags(base.slice(2)), /exactly one of --files .* or --kubeconfig/);
+  t.throws(() => parseControllerFlags([...base, '--kubeconfig', '/k']), /exactly one of/);
+  t.match(parseControllerFlags(['--kubeconfig', 'default', ...base.slice(2)]), { files: undefined, kubeconfig: 'default' });
   t.throws(() => parseControllerFlags([...base.slice(0, 2), '--listen', 'ctl.local', ...base.slice(4)]), /--listen must be an IP address/);
   t.throws(() => parseControllerFlags([...base, '--push-port', '70000']), /--push-port must be between 0 and 65535/);
   t.throws(() => parseControllerFlags([...base, '--debounce', '5']), /Unknown option '--debounce'/);
