@@ -37,7 +37,7 @@ interface Req {
   readonly headers: IncomingHttpHeaders;
   readonly httpVersionMajor: number;
   readonly httpVersion: string;
-  readonly socket: { readonly remoteAddress?: string | undefined } | null;
+  readonly socket: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined } | null;
   on(ev: 'data', fn: (c: Buffer) => void): unknown;
   on(ev: 'end', fn: () => void): unknown;
   on(ev: 'error', fn: (e: Error) => void): unknown;
@@ -55,7 +55,7 @@ export interface EchoReply {
   pod: string; namespace: string; app: string; version: string; node: string;
   method: string; path: string; protocol: string; authority: string;
   headers: Record<string, string | string[] | undefined>;
-  remoteAddress: string; bodyBytes: number;
+  remoteAddress: string; remotePort: number; bodyBytes: number;
   grpcRequest?: unknown;
 }
 
@@ -117,7 +117,7 @@ export function createEchoHandler(ctx: EchoContext): (req: unknown, res: unknown
       method: req.method ?? '', path,
       protocol: h2 ? 'HTTP/2' : `HTTP/${req.httpVersion}`,
       authority: String((h2 ? req.headers[':authority'] : req.headers.host) ?? ''),
-      headers, remoteAddress: req.socket?.remoteAddress ?? '', bodyBytes,
+      headers, remoteAddress: req.socket?.remoteAddress ?? '', remotePort: req.socket?.remotePort ?? 0, bodyBytes,
       ...(grpcRequest !== undefined ? { grpcRequest } : {}),
     };
   };

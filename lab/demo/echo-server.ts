@@ -52,6 +52,8 @@ export class EchoServer {
   readonly #log: Logger;
   readonly #sockets = new Set<net.Socket>();
   readonly #sessions = new Set<http2.ServerHttp2Session>();
+  /** HTTP/1 connections -> requests in flight; idle ones are closed at shutdown. */
+  readonly #h1InFlight = new Map<net.Socket, number>();
   /** Accepted connections that have not sent enough bytes to pick a protocol yet. */
   readonly #sniffing = new Set<net.Socket>();
   #closing: Promise<void> | undefined;
@@ -74,6 +76,18 @@ export class EchoServer {
     this.#h1 = http.createServer({ maxHeaderSize: o.maxHeaderSize ?? 16 * 1024, noDelay: true }, handler);
     this.#h1.keepAliveTimeout = KEEP_ALIVE_MS;
     this.#h1.timeout = idle;
+    // Own bookkeeping rather than closeIdleConnections(): Node only tracks connections of
+    // HTTP servers that listen themselves, and this one is fed sockets by hand.
+    this.#h1.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const sock = req.socket;
+      this.#h1InFlight.set(sock, (this.#h1InFlight.get(sock) ?? 0) + 1);
+      res.once('close', () => {
+        const left = (this.#h1InFlight.get(sock) ?? 1) - 1;
+        if (!this.#h1InFlight.has(sock)) return;
+        this.#h1InFlight.set(sock, left);
+        if (left === 0 && this.#closing !== undefined) sock.end();
+      });
+    });
     this.#h1.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       this.#log.debug('bad HTTP/1 request', { err: err.message, code: err.code });
       if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return; }
@@ -121,7 +135,7 @@ export class EchoServer {
   #accept(socket: net.Socket, sniffTimeoutMs: number): void {
     this.#sockets.add(socket);
     this.#sniffing.add(socket);
-    socket.once('close', () => { this.#sockets.delete(socket); this.#sniffing.delete(socket); });
+    socket.once('close', () => { this.#sockets.delete(socket); this.#sniffing.delete(socket); this.#h1InFlight.delete(socket); });
     socket.on('error', (e) => this.#log.debug('connection error', { err: e.message }));
     if (this.#closing !== undefined) { socket.destroy(); return; }
     socket.setTimeout(sniffTimeoutMs, () => socket.destroy());
@@ -140,6 +154,7 @@ export class EchoServer {
         if (kind === 'h2') {
           this.#h2.emit('connection', socket);
         } else {
+          this.#h1InFlight.set(socket, 0);
           this.#h1.emit('connection', socket);
           // The HTTP/1 parser reads the kernel socket natively and never looks at the
           // stream's buffer: resuming replays the unshifted bytes through its 'data' listener.
@@ -163,7 +178,7 @@ export class EchoServer {
       const timer = setTimeout(() => { for (const s of this.#sockets) s.destroy(); }, drainMs);
       timer.unref();
       this.#server.close(() => { clearTimeout(timer); resolve(); });
-      this.#h1.closeIdleConnections();
+      for (const [sock, n] of this.#h1InFlight) if (n === 0) sock.end();
       for (const s of this.#sessions) s.close();
       // Still sniffing: nothing in flight to wait for.
       for (const s of this.#sniffing) s.destroy();
