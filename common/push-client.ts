@@ -38,6 +38,11 @@ export interface PushClientOptions {
   signTimeoutMs?: number;
   /** Clock in ms, for the config-age metric. */
   now?: () => number;
+  /**
+   * Silence after which the connection counts as dead and is replaced (default 60 s; the
+   * controller pings every 20 s). Catches a controller that vanished without a FIN.
+   */
+  idleTimeoutMs?: number;
 }
 
 type Maps = { [T in ResourceType]: Map<string, unknown> };
@@ -67,6 +72,8 @@ export class PushClient {
   #started = false;
   #timer: NodeJS.Timeout | undefined;
   #configAt = 0;
+  #lastSeen = 0;
+  #idleTimer: NodeJS.Timeout | undefined;
   #readyWaiters: ((c: ProxyConfig) => void)[] = [];
   readonly #pending = new Map<string, PendingSign>();
   readonly #metrics: {
@@ -119,6 +126,15 @@ export class PushClient {
   start(): void {
     if (this.#started || this.#closed) return;
     this.#started = true;
+    const idle = this.#o.idleTimeoutMs ?? 60_000;
+    this.#idleTimer = setInterval(() => {
+      const ws = this.#ws;
+      if (ws !== undefined && this.#connected && Date.now() - this.#lastSeen > idle) {
+        this.#o.log.warn('controller silent; dropping the connection', { url: this.#url, silentMs: Date.now() - this.#lastSeen });
+        ws.terminate();
+      }
+    }, Math.max(10, Math.floor(idle / 3)));
+    this.#idleTimer.unref();
     this.#connect();
   }
 
@@ -126,6 +142,7 @@ export class PushClient {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
+    if (this.#idleTimer !== undefined) clearInterval(this.#idleTimer);
     for (const [id, p] of this.#pending) {
       clearTimeout(p.timer);
       p.reject(new RondoError('RONDO_E_PUSH_CLOSED', `CSR ${id} abandoned: push client closed`));
@@ -185,7 +202,9 @@ export class PushClient {
       handshakeTimeout: 10_000,
     });
     this.#ws = ws;
+    ws.on('ping', () => { this.#lastSeen = Date.now(); });
     ws.on('open', () => {
+      this.#lastSeen = Date.now();
       this.#connected = true;
       this.#metrics.connected.set(1);
       log.info('connected to controller', { url: this.#url, lastVersion: this.#config?.version });
@@ -194,6 +213,7 @@ export class PushClient {
       ws.send(JSON.stringify(hello));
     });
     ws.on('message', (data, isBinary) => {
+      this.#lastSeen = Date.now();
       if (isBinary) return this.#protocolError(ws, 'binary frame');
       this.#onMessage(ws, rawText(data));
     });

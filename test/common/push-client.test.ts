@@ -104,3 +104,18 @@ t.test('a bad resource in a delta is NACKed with its reason; the rest of the del
   const nack = await answer!;
   t.match(nack, { type: 'nack', version: 2, nonce: 'n2', rejected: [{ type: 'services', key: 'demo/db', reason: /vips/ }] });
 });
+
+t.test('a controller that goes silent (no pings, no messages) is dropped and reconnected to', async (t) => {
+  let conns = 0;
+  const ctl = await fakeController(t, (ws) => {
+    conns++;
+    void next(ws).then(() => ws.send(JSON.stringify({ type: 'snapshot', version: 1, nonce: 'n', mesh, resources: {} })));
+  });
+  const c = new PushClient({ url: ctl.url, token: 'x', proxy: { kind: 'node-agent', node: 'node-1' }, caPems: [ctl.ca], onConfig: () => undefined, log: quiet, idleTimeoutMs: 60, backoff: { initialMs: 5, maxMs: 10 } });
+  t.teardown(() => c.close());
+  c.start();
+  await c.ready();
+  await new Promise<void>((resolve) => { const tick = (): void => void (conns >= 2 ? resolve() : setTimeout(tick, 5)); tick(); });
+  t.ok(conns >= 2, 'reconnected after the idle timeout');
+  t.equal(c.config?.version, 1, 'config kept across the reconnect');
+});
