@@ -42,6 +42,11 @@ export interface ControllerOptions {
   log: Logger;
   metrics?: ControllerMetrics;
   registry?: Registry;
+  /**
+   * Told the full list of invalid resources whenever it changes, e.g. to write status
+   * conditions in Kubernetes (the file source has nowhere to write them).
+   */
+  onInvalid?: (invalid: readonly InvalidResource[]) => void;
 }
 
 /** The running controller. */
@@ -194,7 +199,15 @@ export class Controller {
         this.#o.log.warn('invalid resource left out', { kind: r.kind, namespace: r.namespace, name: r.name, reason: r.reason });
       }
     }
+    const changed = keys.size !== this.#invalidKeys.size || [...keys].some((k) => !this.#invalidKeys.has(k));
     this.#invalidKeys = keys;
+    if (changed && this.#o.onInvalid !== undefined) {
+      try {
+        this.#o.onInvalid(invalid);
+      } catch (e) {
+        this.#o.log.error('onInvalid handler failed', { err: e instanceof Error ? e : errorMessage(e) });
+      }
+    }
     this.metrics.invalidResources.reset();
     for (const [kind, n] of perKind) this.metrics.invalidResources.set({ kind }, n);
   }

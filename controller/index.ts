@@ -13,3 +13,4 @@ export { FileSource, parseManifests } from './sources/files.ts';
 export { createControllerMetrics } from './metrics.ts';
 export type { ControllerMetrics } from './metrics.ts';
 export { parseControllerFlags } from './flags.ts';
+export type { InvalidResource } from './model/labels.ts';

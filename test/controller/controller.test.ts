@@ -19,7 +19,7 @@ function podYaml(name: string, ip: string, node = 'node-1', sa = 'web'): string 
   return `apiVersion: v1\nkind: Pod\nmetadata: { name: ${name}, namespace: demo, uid: uid-${name}, labels: { app: web } }\nspec: { nodeName: ${node}, serviceAccountName: ${sa} }\nstatus: { phase: Running, podIP: ${ip} }\n`;
 }
 
-async function setup(t: Test) {
+async function setup(t: Test, onInvalid?: (i: readonly { kind: string; name: string; reason: string }[]) => void) {
   const root = mkdtempSync(join(tmpdir(), 'rondo-ctl-'));
   t.teardown(() => rmSync(root, { recursive: true, force: true }));
   const state = join(root, 'state');
@@ -34,7 +34,7 @@ async function setup(t: Test) {
       'node-1-token-0123456789': { kind: 'node-agent', node: 'node-1' },
       'wp-token-0123456789abcd': { kind: 'waypoint', namespace: 'demo', name: 'wp' },
     }),
-    ca, log: quiet, metrics,
+    ca, log: quiet, metrics, ...(onInvalid !== undefined ? { onInvalid } : {}),
     sources: (sink) => [new FileSource({ dir: state, sink, log: quiet, rescanMs: 0, settleMs: 5 })],
   });
   t.teardown(() => ctl.close());
@@ -97,6 +97,24 @@ t.test('CSR node authorization: a node agent gets certs only for pods on its nod
   await t.rejects(wp.sign('spiffe://cluster.local/ns/demo/sa/web', web.csrPem), /may only hold spiffe:\/\/cluster.local\/ns\/demo\/sa\/wp/);
   const csrs = await h2.metrics.csrs.get();
   t.same(csrs.values.map((v) => [v.labels['result'], v.value]).sort(), [['refused', 3], ['signed', 2]]);
+});
+
+t.test('an invalid resource is reported (metric, debug endpoint, status hook) and the rest still reaches proxies', async (t) => {
+  const reports: string[][] = [];
+  const h = await setup(t, (inv) => reports.push(inv.map((i) => `${i.kind}/${i.name}`)));
+  const c = h.client('node-1-token-0123456789', { kind: 'node-agent', node: 'node-1' });
+  await c.ready();
+  writeFileSync(join(h.state, 'pol.yaml'), [
+    'apiVersion: security.rondo.dev/v1alpha1', 'kind: AuthorizationPolicy', 'metadata: { name: bad, namespace: demo }', 'spec: { action: ALOW }',
+    '---',
+    'apiVersion: security.rondo.dev/v1alpha1', 'kind: AuthorizationPolicy', 'metadata: { name: good, namespace: demo }', 'spec: { action: DENY, rules: [{ from: [{ source: { namespaces: [evil] } }] }] }',
+  ].join('\n'));
+  await until(() => c.config?.authorizationPolicies.has('demo/good') === true);
+  t.notOk(c.config?.authorizationPolicies.has('demo/bad'));
+  t.same(reports.at(-1), ['AuthorizationPolicy/bad']);
+  const inv = (await (await fetch(`http://127.0.0.1:${h.ctl.ports.http}/debug/invalid`)).json()) as { name: string; reason: string }[];
+  t.match(inv, [{ name: 'bad', reason: /action/ }]);
+  t.match(await (await fetch(`http://127.0.0.1:${h.ctl.ports.http}/metrics`)).text(), /rondo_controller_invalid_resources\{kind="AuthorizationPolicy"\} 1/);
 });
 
 t.test('flags: required flags, IP check and numeric ranges give clear errors', (t) => {
