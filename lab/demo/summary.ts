@@ -47,8 +47,10 @@ export class SummaryBuilder {
     if (o.version !== undefined) bump(this.#versions, o.version);
   }
 
-  /** Records a request that got no answer. */
-  error(e: unknown): void {
+  /** Records a request that got no answer, under its root cause (an HTTP/2 stream cancelled because its session failed counts as the session's error). */
+  error(err: unknown): void {
+    let e = err;
+    while (e instanceof Error && e.cause instanceof Error) e = e.cause;
     const code = (e as { code?: unknown } | null)?.code;
     bump(this.#errors, typeof code === 'string' ? code : e instanceof Error ? e.message : String(e));
   }
