@@ -56,7 +56,7 @@ export class Controller {
   readonly #o: ControllerOptions;
   readonly #builder: ModelBuilder;
   readonly #sources: Source[];
-  #push!: PushServer;
+  #push: PushServer | undefined;
   #http!: HttpEndpoint;
   #snapshot: MeshSnapshot | undefined;
   #version = 0;
@@ -89,28 +89,31 @@ export class Controller {
 
   async #start(): Promise<void> {
     const o = this.#o;
+    // Subscribe first: a change landing between the initial build and the listeners coming
+    // up must still produce a version (the timer only rebuilds until the push server exists).
+    this.store.onChange(() => this.#schedule());
     for (const s of this.#sources) await s.start();
     this.#rebuild();
     const serving = await o.ca.issueServing({ ips: [o.listen], dnsNames: ['rondo-controller', 'rondo-controller.rondo-system.svc'] });
-    this.#push = await PushServer.create({
+    const push = await PushServer.create({
       host: o.listen, port: o.pushPort, tls: serving, authenticator: o.authenticator,
       viewFor: (p) => forProxy(this.#requireSnapshot(), p),
       signCsr: (p, identity, csr) => this.#signCsr(p, identity, csr),
       log: o.log.child('push'), metrics: this.metrics,
     });
-    this.#push.publish(this.#version);
+    this.#push = push;
+    push.publish(this.#version);
     this.#http = await createHttpEndpoint(o.listen, o.metricsPort, {
       registry: this.metrics.registry,
       ready: () => this.#snapshot !== undefined && this.#closing === undefined,
       debug: {
-        proxies: () => this.#push.proxies(),
+        proxies: () => push.proxies(),
         invalid: () => this.#snapshot?.invalid ?? [],
         version: () => ({ version: this.#version }),
       },
       log: o.log.child('http'),
     });
-    this.store.onChange(() => this.#schedule());
-    o.log.info('controller ready', { push: `${o.listen}:${this.#push.address.port}`, http: `${o.listen}:${this.#http.port}`, version: this.#version });
+    o.log.info('controller ready', { push: `${o.listen}:${push.address.port}`, http: `${o.listen}:${this.#http.port}`, version: this.#version });
   }
 
   /** The latest snapshot. */
@@ -125,12 +128,17 @@ export class Controller {
 
   /** Bound ports (useful when 0 was asked for). */
   get ports(): { push: number; http: number } {
-    return { push: this.#push.address.port, http: this.#http.port };
+    return { push: this.#started().address.port, http: this.#http.port };
   }
 
   /** Connected proxies and their versions (as /debug/proxies shows them). */
   proxies(): ProxyStatus[] {
-    return this.#push.proxies();
+    return this.#started().proxies();
+  }
+
+  #started(): PushServer {
+    if (this.#push === undefined) throw new RondoError('RONDO_E_NOT_READY', 'controller not started: await Controller.create() first');
+    return this.#push;
   }
 
   /** Serves until close(). */
@@ -143,7 +151,7 @@ export class Controller {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#rebuild();
-    this.#push.publish(this.#version);
+    this.#push?.publish(this.#version);
   }
 
   /** Stops sources and listeners; idempotent. */
@@ -175,7 +183,7 @@ export class Controller {
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#rebuild();
-      this.#push.publish(this.#version);
+      this.#push?.publish(this.#version);
     }, wait);
   }
 
