@@ -82,3 +82,20 @@ export function buildBaggage(src: BaggageSource): string {
 export function newTraceparent(rand: (n: number) => Buffer = randomBytes): string {
   return `00-${rand(16).toString('hex')}-${rand(8).toString('hex')}-01`;
 }
+
+/** Reads the source workload back from a `baggage` header (unknown keys ignored, bounded). */
+export function parseBaggage(header: string | undefined): Partial<BaggageSource> {
+  const out: Partial<BaggageSource> = {};
+  if (header === undefined || header.length > 4096) return out;
+  const keys: Record<string, keyof BaggageSource> = {
+    'k8s.namespace.name': 'namespace', 'k8s.pod.name': 'name', 'k8s.deployment.name': 'workloadName', 'service.name': 'app', 'service.version': 'version',
+  };
+  for (const part of header.split(',')) {
+    const eq = part.indexOf('=');
+    if (eq < 0) continue;
+    const field = keys[part.slice(0, eq).trim()];
+    if (field === undefined) continue;
+    try { out[field] = decodeURIComponent(part.slice(eq + 1).trim().split(';')[0] ?? ''); } catch { /* malformed value: skip it */ }
+  }
+  return out;
+}

@@ -41,8 +41,14 @@ function resetSide(s: Duplex): void {
   else s.destroy(new Error('peer connection reset'));
 }
 
+/** Per-chunk byte callbacks, so long-lived connections show progress in metrics. */
+export interface PumpHooks {
+  aToB?: (n: number) => void;
+  bToA?: (n: number) => void;
+}
+
 /** Pumps bytes between `a` and `b` until both are closed; resolves with the counts. */
-export function pump(a: Duplex, b: Duplex): Promise<PumpResult> {
+export function pump(a: Duplex, b: Duplex, hooks: PumpHooks = {}): Promise<PumpResult> {
   const res: PumpResult = { aToB: 0, bToA: 0 };
   return new Promise((resolve) => {
     let closed = 0;
@@ -60,8 +66,9 @@ export function pump(a: Duplex, b: Duplex): Promise<PumpResult> {
       }
       if (++closed === 2) resolve(res);
     };
-    a.on('data', (c: Buffer) => { res.aToB += c.length; });
-    b.on('data', (c: Buffer) => { res.bToA += c.length; });
+    const ha = hooks.aToB, hb = hooks.bToA;
+    a.on('data', (c: Buffer) => { res.aToB += c.length; ha?.(c.length); });
+    b.on('data', (c: Buffer) => { res.bToA += c.length; hb?.(c.length); });
     a.on('error', (e: Error) => fail('a', e));
     b.on('error', (e: Error) => fail('b', e));
     // HTTP/2 streams announce a peer's RST_STREAM with 'aborted' before ending their readable

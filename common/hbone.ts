@@ -2,10 +2,10 @@
 export { HboneClientPool, HboneConnectError, DEFAULT_WINDOW } from './hbone-client.ts';
 export type { HboneClientPoolOptions, HboneConnectRequest } from './hbone-client.ts';
 export { HboneServer, acceptTunnel, refuseTunnel } from './hbone-server.ts';
-export type { HboneServerOptions, InboundTunnel } from './hbone-server.ts';
+export type { HboneServerOptions, InboundTunnel, ServerCredentials } from './hbone-server.ts';
 export { pump } from './hbone-pump.ts';
-export type { PumpResult } from './hbone-pump.ts';
+export type { PumpResult, PumpHooks } from './hbone-pump.ts';
 export {
-  HBONE_PORT, REASON_HEADER, BadAuthorityError, parseAuthority, formatAuthority, spiffeIdsOf, buildBaggage, newTraceparent,
+  HBONE_PORT, REASON_HEADER, BadAuthorityError, parseAuthority, formatAuthority, spiffeIdsOf, buildBaggage, parseBaggage, newTraceparent,
 } from './hbone-headers.ts';
 export type { HostPort, BaggageSource } from './hbone-headers.ts';
