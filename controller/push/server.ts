@@ -47,6 +47,11 @@ export interface PushServerOptions {
   helloTimeoutMs?: number;
   /** Ping interval to detect dead peers (default 20 s). */
   pingIntervalMs?: number;
+  /**
+   * Snapshots in flight at once (default 16). After a controller restart every proxy wants
+   * a full snapshot; unbounded, that is proxies × snapshot size of TLS buffers at once.
+   */
+  maxConcurrentSnapshots?: number;
 }
 
 /** One row of /debug/proxies. */
@@ -81,6 +86,8 @@ interface Conn {
   /** What the proxy holds once it answers the in-flight message (or holds now). */
   sent: Sent | undefined;
   inFlight: boolean;
+  /** The in-flight message is a snapshot (counts against maxConcurrentSnapshots). */
+  snapshotInFlight: boolean;
   behind: boolean;
   ackedVersion: number | undefined;
   alive: boolean;
@@ -97,6 +104,8 @@ export class PushServer {
   readonly #now: () => number;
   #version = 0;
   #publishedAt = 0;
+  #snapshotsInFlight = 0;
+  readonly #snapshotQueue = new Set<Conn>();
   #snapshotCache = new Map<ProxyView, Encoded>();
   #deltaCache = new Map<ProxyView, Map<ProxyView, Encoded | null>>();
   #ping: NodeJS.Timeout | undefined;
@@ -226,7 +235,7 @@ export class PushServer {
   #accept(ws: WebSocket, proxy: ProxyIdentity, remote: string): void {
     const c: Conn = {
       ws, proxy, key: proxyKey(proxy), remote, connectedAt: this.#now(), helloed: false,
-      sent: undefined, inFlight: false, behind: false, ackedVersion: undefined, alive: true,
+      sent: undefined, inFlight: false, snapshotInFlight: false, behind: false, ackedVersion: undefined, alive: true,
     };
     this.#conns.add(c);
     const log = this.#o.log;
@@ -247,6 +256,7 @@ export class PushServer {
     ws.on('close', (code, reason) => {
       clearTimeout(helloTimer);
       this.#conns.delete(c);
+      this.#snapshotDone(c);
       if (c.helloed) this.#o.metrics.connectedProxies.dec({ kind: proxy.kind });
       log.info('proxy disconnected', { proxy: c.key, remote, code, reason: reason.toString() });
     });
@@ -295,6 +305,7 @@ export class PushServer {
           return;
         }
         c.inFlight = false;
+        this.#snapshotDone(c);
         this.#o.metrics.pushLatency.observe((this.#now() - s.publishedAt) / 1000);
         if (msg.type === 'ack') {
           this.#o.metrics.acks.inc();
@@ -355,6 +366,10 @@ export class PushServer {
     let msg: Encoded | null | undefined;
     let type: 'snapshot' | 'delta';
     if (c.sent === undefined) {
+      if (this.#snapshotsInFlight >= (this.#o.maxConcurrentSnapshots ?? 16)) {
+        this.#snapshotQueue.add(c); // sent (at the then-latest version) when a slot frees
+        return;
+      }
       type = 'snapshot';
       msg = this.#snapshotCache.get(view);
       if (msg === undefined) {
@@ -384,9 +399,27 @@ export class PushServer {
     }
     c.sent = { version: this.#version, nonce: msg.nonce, view, publishedAt };
     c.inFlight = true;
+    if (type === 'snapshot') {
+      c.snapshotInFlight = true;
+      this.#snapshotsInFlight++;
+    }
     c.behind = false;
     this.#o.metrics.pushes.inc({ type });
     c.ws.send(msg.data, { binary: false });
+  }
+
+  /** Frees c's snapshot slot (on its answer or its close) and starts the next waiting one. */
+  #snapshotDone(c: Conn): void {
+    this.#snapshotQueue.delete(c);
+    if (!c.snapshotInFlight) return;
+    c.snapshotInFlight = false;
+    this.#snapshotsInFlight--;
+    for (const next of this.#snapshotQueue) {
+      this.#snapshotQueue.delete(next);
+      if (next.ws.readyState !== WebSocket.OPEN) continue;
+      this.#sendLatest(next, this.#now());
+      if (next.snapshotInFlight) break;
+    }
   }
 
   #nonce(): string {

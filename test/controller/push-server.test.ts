@@ -38,14 +38,14 @@ function view(workloads: Record<string, unknown>): ProxyView {
 
 type Signer = (proxy: ProxyIdentity, identity: string, csr: string) => Promise<string[]>;
 
-async function setup(t: Test, initial: ProxyView, signCsr?: Signer) {
+async function setup(t: Test, initial: ProxyView, signCsr?: Signer, extra: { maxConcurrentSnapshots?: number } = {}) {
   const tls = selfSignedLocalhost();
   const metrics = createControllerMetrics();
   let current = initial;
   const server = await PushServer.create({
     host: '127.0.0.1', port: 0, tls: { keyPem: tls.keyPem, chain: [tls.certPem] },
     authenticator: new TokenFileAuthenticator(tokens), viewFor: () => current, log: quiet, metrics,
-    ...(signCsr !== undefined ? { signCsr } : {}),
+    ...(signCsr !== undefined ? { signCsr } : {}), ...extra,
   });
   t.teardown(() => server.close());
   let version = 0;
@@ -265,4 +265,24 @@ t.test('CSRs are passed to the signer with the caller identity; refusals carry t
   t.same(calls, ['node-agent spiffe://cluster.local/ns/demo/sa/ok', 'node-agent spiffe://cluster.local/ns/demo/sa/other']);
   const m = await h.metrics.csrs.get();
   t.same(m.values.map((v) => [v.labels['result'], v.value]).sort(), [['refused', 1], ['signed', 1]]);
+});
+
+t.test('snapshots after a restart are paced: at most maxConcurrentSnapshots in flight', async (t) => {
+  const h = await setup(t, view({}), undefined, { maxConcurrentSnapshots: 1 });
+  h.publish(view({ 'uid-a': wl('a', '10.244.1.2') }));
+  const a = await h.raw();
+  const boxA = inbox(a);
+  a.send(JSON.stringify({ type: 'hello', proxy: { kind: 'node-agent', node: 'node-1' } }));
+  const snapA = await boxA.next();
+  const b = await h.raw('node-2-token-0123456789');
+  const boxB = inbox(b);
+  b.send(JSON.stringify({ type: 'hello', proxy: { kind: 'node-agent', node: 'node-2' } }));
+  await waitFor(() => h.server.connectedCount === 2, 'both connected');
+  h.publish(view({ 'uid-a': wl('a', '10.244.1.3') }));
+  await new Promise((r) => setTimeout(r, 30));
+  t.equal(boxB.pending(), 0, 'second proxy waits while the first snapshot is unanswered');
+  a.send(JSON.stringify({ type: 'ack', version: snapA['version'], nonce: snapA['nonce'] }));
+  const snapB = await boxB.next();
+  t.match(snapB, { type: 'snapshot', version: 2 }, 'then gets the latest version');
+  t.match(await boxA.next(), { type: 'delta', version: 2 });
 });
