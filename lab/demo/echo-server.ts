@@ -138,7 +138,10 @@ export class EchoServer {
     socket.once('close', () => { this.#sockets.delete(socket); this.#sniffing.delete(socket); this.#h1InFlight.delete(socket); });
     socket.on('error', (e) => this.#log.debug('connection error', { err: e.message }));
     if (this.#closing !== undefined) { socket.destroy(); return; }
-    socket.setTimeout(sniffTimeoutMs, () => socket.destroy());
+    // A named listener, removed at hand-off: the HTTP servers arm their own socket timeouts.
+    const onSniffTimeout = (): void => { socket.destroy(); };
+    socket.setTimeout(sniffTimeoutMs);
+    socket.once('timeout', onSniffTimeout);
     let seen: Buffer | undefined;
     const onData = (chunk: Buffer): void => {
       seen = seen === undefined ? chunk : Buffer.concat([seen, chunk]);
@@ -148,6 +151,7 @@ export class EchoServer {
       this.#sniffing.delete(socket);
       socket.pause();
       socket.setTimeout(0);
+      socket.off('timeout', onSniffTimeout);
       // Both servers read what was unshifted before new bytes from the kernel.
       socket.unshift(seen);
       try {
