@@ -27,8 +27,9 @@ export const DEFAULT_BEHAVIOUR: DemoBehaviour = Object.freeze({ failRate: 0, fai
 /** Longest delay accepted: long enough for timeout tests, short enough not to pin sockets for ever. */
 export const MAX_DELAY_MS = 600_000;
 
-/** Per-request override headers. */
+/** Per-request header: fail this request with that status (200 = do not fail it). */
 export const FAIL_STATUS_HEADER = 'x-demo-fail-status';
+/** Per-request header: delay this answer by that many milliseconds. */
 export const DELAY_HEADER = 'x-demo-delay-ms';
 
 /** Checks a fail rate: a number in [0, 1]. */

@@ -83,3 +83,26 @@ t.test('bad flags exit 2 with the reason and usage', async (t) => {
   t.match(err, /--fail-rate must be a number between 0 and 1/);
   t.match(err, /usage:/);
 });
+
+t.test('tcp-echo and tcp-client commands talk to each other', async (t) => {
+  const server = spawn(process.execPath, [MAIN, 'tcp-echo', '--port', '0', '--host', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => { server.kill('SIGKILL'); });
+  let err = '';
+  const port = await new Promise<number>((resolve, reject) => {
+    server.stderr.on('data', (c: Buffer) => {
+      err += c.toString();
+      const m = /"msg":"tcp-echo listening".*?"port":(\d+)/.exec(err);
+      if (m !== null) resolve(Number(m[1]));
+    });
+    server.once('exit', () => reject(new Error(`tcp-echo exited early: ${err}`)));
+  });
+  const client = spawn(process.execPath, [MAIN, 'tcp-client', '127.0.0.1', String(port), 'ping over tcp'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  client.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+  const [code] = await once(client, 'exit') as [number];
+  t.equal(code, 0);
+  t.equal(out, 'ping over tcp');
+  const exited = once(server, 'exit');
+  server.kill('SIGTERM');
+  t.equal((await exited as [number])[0], 0, 'tcp-echo exits 0 on SIGTERM');
+});
