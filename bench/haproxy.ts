@@ -2,8 +2,8 @@
  * The baseline an operator would build by hand: an HAProxy mTLS tunnel between two nodes
  * (TCP mode, TLS 1.3, ECDSA P-256, client certificates verified on both ends).
  */
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface TunnelPlan {
@@ -46,27 +46,32 @@ defaults
   timeout server 5m
 `;
 
-/** HAProxy configs for both ends; write them and start `haproxy -f` in each node's netns. */
-export function tunnelConfigs(plan: TunnelPlan, certs: { ca: string; client: string; server: string }, threads = 2): { client: string; server: string } {
-  const client = `${COMMON(threads)}
-frontend plain_in
+function isPlanList(p: TunnelPlan | readonly TunnelPlan[]): p is readonly TunnelPlan[] {
+  return Array.isArray(p);
+}
+
+/** HAProxy configs for both ends (one frontend/backend pair per tunnel); write them and start `haproxy -f` in each node's netns. */
+export function tunnelConfigs(plans: TunnelPlan | readonly TunnelPlan[], certs: { ca: string; client: string; server: string }, threads = 2): { client: string; server: string } {
+  const list: readonly TunnelPlan[] = isPlanList(plans) ? plans : [plans];
+  const client = [COMMON(threads), ...list.map((plan, i) => `
+frontend plain_in_${i}
   bind ${plan.clientSide.listen}:${plan.clientSide.port}
-  default_backend tunnel
-backend tunnel
+  default_backend tunnel_${i}
+backend tunnel_${i}
   server peer ${plan.serverSide.listen}:${plan.serverSide.port} ssl crt ${certs.client} ca-file ${certs.ca} verify required
-`;
-  const server = `${COMMON(threads)}
-frontend tls_in
+`)].join('');
+  const server = [COMMON(threads), ...list.map((plan, i) => `
+frontend tls_in_${i}
   bind ${plan.serverSide.listen}:${plan.serverSide.port} ssl crt ${certs.server} ca-file ${certs.ca} verify required
-  default_backend app
-backend app
+  default_backend app_${i}
+backend app_${i}
   server app ${plan.target.ip}:${plan.target.port}
-`;
+`)].join('');
   return { client, server };
 }
 
 /** Writes both configs into dir and returns their paths. */
-export function writeTunnelConfigs(dir: string, plan: TunnelPlan, threads = 2): { client: string; server: string } {
+export function writeTunnelConfigs(dir: string, plan: TunnelPlan | readonly TunnelPlan[], threads = 2): { client: string; server: string } {
   const certs = makeTunnelCerts(join(dir, 'certs'));
   const cfg = tunnelConfigs(plan, certs, threads);
   const paths = { client: join(dir, 'haproxy-client.cfg'), server: join(dir, 'haproxy-server.cfg') };
@@ -74,4 +79,33 @@ export function writeTunnelConfigs(dir: string, plan: TunnelPlan, threads = 2): 
   writeFileSync(paths.server, cfg.server);
   for (const p of Object.values(paths)) execFileSync('haproxy', ['-c', '-q', '-f', p]);
   return paths;
+}
+
+/** A running HAProxy in some netns (started by the bench, killed by stop()). */
+export interface RunningHaproxy { pid: number; stop(): Promise<void> }
+
+/** Starts `haproxy -db -f cfg` in netns `ns` in its own process group; output goes to `log`. */
+export function startHaproxy(ns: string, cfg: string, log: string): RunningHaproxy {
+  const fd = openSync(log, 'a');
+  try {
+    const child = spawn('ip', ['netns', 'exec', ns, 'haproxy', '-db', '-f', cfg], { detached: true, stdio: ['ignore', fd, fd] });
+    child.on('error', () => undefined); // surfaces as a failed probe, with the log named
+    const pid = child.pid;
+    if (pid === undefined) throw new Error(`could not start haproxy in ${ns}: see ${log}`);
+    let stopped: Promise<void> | undefined;
+    return {
+      pid,
+      stop: () => {
+        stopped ??= new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) { resolve(); return; }
+          const t = setTimeout(() => { try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ } }, 2000);
+          child.once('exit', () => { clearTimeout(t); resolve(); });
+          try { process.kill(-pid, 'SIGTERM'); } catch { clearTimeout(t); resolve(); }
+        });
+        return stopped;
+      },
+    };
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -73,3 +73,41 @@ export function parseProcStat(stat: string, status: string, clockTicks = 100): {
   };
   return { cpuSeconds: (utime + stime) / clockTicks, rssBytes: kb('VmRSS'), hwmBytes: kb('VmHWM') };
 }
+
+/** Figures printed by bench/control-plane.ts. */
+export interface ControlPlaneResult {
+  pods: number; services: number; proxies: number;
+  coldBuildMs: number; incrementalBuildMs: number; initialPushMs: number;
+  podChangeMedianMs: number; podChangeP99Ms: number; controllerRssMiB: number; controllerHeapMiB: number;
+}
+
+/** Reads the text report of bench/control-plane.ts; a missing line is an error naming it. */
+export function parseControlPlane(stdout: string): ControlPlaneResult {
+  const need = (re: RegExp, what: string): RegExpExecArray => {
+    const m = re.exec(stdout);
+    if (m === null) throw new Error(`control-plane bench printed no ${what} line: ${stdout.slice(0, 300)}`);
+    return m;
+  };
+  const head = need(/control-plane bench: (\d+) pods, (\d+) services, (\d+) node agents/, 'header');
+  const cold = need(/model build, cold:\s+([\d.]+) ms/, 'cold build');
+  const incr = need(/after one pod change: median ([\d.]+) ms/, 'incremental build');
+  const init = need(/initial snapshot to all proxies:\s+([\d.]+) ms/, 'initial snapshot');
+  const change = need(/one pod change -> all \d+ ACKs: median ([\d.]+) ms, p99 ([\d.]+) ms/, 'pod change');
+  const mem = need(/controller memory after the run:\s+rss ([\d.]+) MiB, heap used ([\d.]+) MiB/, 'controller memory');
+  return {
+    pods: Number(head[1]), services: Number(head[2]), proxies: Number(head[3]),
+    coldBuildMs: Number(cold[1]), incrementalBuildMs: Number(incr[1]), initialPushMs: Number(init[1]),
+    podChangeMedianMs: Number(change[1]), podChangeP99Ms: Number(change[2]), controllerRssMiB: Number(mem[1]), controllerHeapMiB: Number(mem[2]),
+  };
+}
+
+/** Sum of every sample of one metric in Prometheus text format (all label sets). */
+export function sumMetric(text: string, name: string): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name) || (line[name.length] !== '{' && line[name.length] !== ' ')) continue;
+    const v = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (Number.isFinite(v)) sum += v;
+  }
+  return sum;
+}

@@ -25,6 +25,8 @@ export interface TargetCheck {
 }
 
 export interface BenchReport {
+  /** paths that were asked for but could not be measured, with the reason */
+  skipped?: { name: string; label: string; reason: string }[];
   startedAt: string;
   finishedAt: string;
   machine: Record<string, string | number>;
@@ -61,6 +63,11 @@ export function renderMarkdown(r: BenchReport): string {
     for (const t of r.targets) out.push(`| ${t.figure} | ${t.target} | ${t.measured} | ${t.met === undefined ? '—' : t.met ? 'yes' : 'no'} |`);
     out.push('');
   }
+  if (r.skipped !== undefined && r.skipped.length > 0) {
+    out.push('## Paths not measured', '', '| path | reason |', '|---|---|');
+    for (const x of r.skipped) out.push(`| ${x.label} | ${x.reason.replace(/\|/g, '\\|').replace(/\n/g, ' ')} |`);
+    out.push('');
+  }
   const direct = r.paths.find((p) => p.name === 'direct');
   const haproxy = r.paths.find((p) => p.name === 'haproxy');
   out.push('## Data plane', '');
@@ -77,7 +84,7 @@ export function renderMarkdown(r: BenchReport): string {
     }
     out.push('');
   }
-  out.push('![latency percentiles](latency.svg)', '', '![throughput](throughput.svg)', '');
+  out.push('![latency percentiles](latency.svg)', '', '![requests per second](throughput.svg)', '', '![bulk throughput](bulk.svg)', '');
   for (const [k, v] of Object.entries(r.extra)) {
     out.push(`## ${k}`, '', '```json', JSON.stringify(v, null, 2), '```', '');
   }
@@ -128,7 +135,7 @@ export function barChart(title: string, unit: string, categories: string[], seri
   return parts.join('\n');
 }
 
-/** Writes latest.md, latest.json, latency.svg and throughput.svg into dir. */
+/** Writes latest.md, latest.json, latency.svg, throughput.svg and bulk.svg into dir. */
 export function writeReport(dir: string, r: BenchReport): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'latest.json'), JSON.stringify(r, null, 2) + '\n');
@@ -143,4 +150,70 @@ export function writeReport(dir: string, r: BenchReport): void {
     join(dir, 'throughput.svg'),
     barChart('Requests per second', 'req/s', thr, r.paths.map((p) => ({ name: p.label, values: thr.map((k) => p.figures[k]?.median ?? Number.NaN) }))),
   );
+  writeFileSync(
+    join(dir, 'bulk.svg'),
+    barChart('Bulk throughput (iperf3, one stream)', 'Gbit/s', ['bulk_gbps'], r.paths.map((p) => ({ name: p.label, values: [p.figures['bulk_gbps']?.median ?? Number.NaN] }))),
+  );
+}
+
+/** Every figure the data-plane bench records per path, in report order. */
+export const FIGURES: readonly FigureDef[] = [
+  { key: 'rps_c1', label: 'Requests/s, keep-alive, c=1', unit: 'req/s', higherIsBetter: true },
+  { key: 'p50_c1_ms', label: 'p50 latency, c=1', unit: 'ms', higherIsBetter: false },
+  { key: 'p99_c1_ms', label: 'p99 latency, c=1', unit: 'ms', higherIsBetter: false },
+  { key: 'p999_c1_ms', label: 'p99.9 latency, c=1', unit: 'ms', higherIsBetter: false },
+  { key: 'rps_c16', label: 'Requests/s, keep-alive, c=16', unit: 'req/s', higherIsBetter: true },
+  { key: 'p50_c16_ms', label: 'p50 latency, c=16', unit: 'ms', higherIsBetter: false },
+  { key: 'p99_c16_ms', label: 'p99 latency, c=16', unit: 'ms', higherIsBetter: false },
+  { key: 'p999_c16_ms', label: 'p99.9 latency, c=16', unit: 'ms', higherIsBetter: false },
+  { key: 'conn_per_s', label: 'New connections/s (connection per request, c=16)', unit: 'conn/s', higherIsBetter: true },
+  { key: 'bulk_gbps', label: 'Bulk throughput (iperf3)', unit: 'Gbit/s', higherIsBetter: true },
+  { key: 'cpu_us_per_req_c16', label: 'Proxy CPU per request, c=16, all hops', unit: 'µs', higherIsBetter: false },
+  { key: 'cpu_us_per_req_hop_c16', label: 'Proxy CPU per request per hop, c=16', unit: 'µs', higherIsBetter: false },
+  { key: 'cpu_us_per_conn', label: 'Proxy CPU per new connection, all hops', unit: 'µs', higherIsBetter: false },
+  { key: 'cpu_s_per_gb', label: 'Proxy CPU per GB of bulk transfer', unit: 's', higherIsBetter: false },
+  { key: 'rss_idle_mb', label: 'Proxy RSS when idle (largest proxy of the path)', unit: 'MB', higherIsBetter: false },
+  { key: 'rss_1k_conns_mb', label: 'Proxy RSS with 1,000 open connections (largest proxy)', unit: 'MB', higherIsBetter: false },
+  { key: 'peak_rss_mb', label: 'Proxy peak RSS over the run (largest proxy)', unit: 'MB', higherIsBetter: false },
+];
+
+/** Control-plane figures the targets use (from bench/control-plane.ts). */
+export interface ControlPlaneFigures { podChangeMedianMs: number }
+
+/** Pure: the issue's target table from the medians (met undefined when a side was not measured). */
+export function checkTargets(paths: readonly PathResult[], cp?: ControlPlaneFigures): TargetCheck[] {
+  const m = (path: string, key: string): number => paths.find((p) => p.name === path)?.figures[key]?.median ?? Number.NaN;
+  const x = (v: number, digits = 2): string => (Number.isFinite(v) ? `${v.toFixed(digits)}×` : '—');
+  const out: TargetCheck[] = [];
+  const atLeast = (figure: string, target: string, v: number, min: number, shown: string): void => {
+    out.push({ figure, target, measured: shown, met: Number.isFinite(v) ? v >= min : undefined });
+  };
+  const atMost = (figure: string, target: string, v: number, max: number, shown: string): void => {
+    out.push({ figure, target, measured: shown, met: Number.isFinite(v) ? v <= max : undefined });
+  };
+  const rc16 = ratio(m('l4', 'rps_c16'), m('haproxy', 'rps_c16'));
+  atLeast('L4 keep-alive c=16 requests/s vs HAProxy tunnel', '≥ 1.2×', rc16, 1.2, x(rc16));
+  const rconn = ratio(m('l4', 'conn_per_s'), m('haproxy', 'conn_per_s'));
+  atLeast('L4 new connections/s vs HAProxy tunnel', '≥ 4×', rconn, 4, x(rconn));
+  const rbulk = ratio(m('l4', 'bulk_gbps'), m('haproxy', 'bulk_gbps'));
+  atLeast('L4 bulk throughput vs HAProxy tunnel', '≥ 1.0×', rbulk, 1.0, x(rbulk));
+  const added = m('l4', 'p50_c1_ms') - m('direct', 'p50_c1_ms');
+  atMost('L4 c=1 median latency added over direct', '≤ 0.04 ms', added, 0.04, Number.isFinite(added) ? `${added.toFixed(3)} ms` : '—');
+  const rp99 = ratio(m('l4', 'p99_c1_ms'), m('haproxy', 'p99_c1_ms'));
+  atMost("L4 c=1 p99 latency vs HAProxy tunnel's p99", '≤ 2×', rp99, 2, x(rp99));
+  const cpu = m('l4', 'cpu_us_per_req_hop_c16');
+  atMost('agent CPU per request at c=16, per hop', '≤ 12 µs', cpu, 12, Number.isFinite(cpu) ? `${cpu.toFixed(1)} µs` : '—');
+  const idle = m('l4', 'rss_idle_mb');
+  const held = m('l4', 'rss_1k_conns_mb');
+  const both = Number.isFinite(idle) && Number.isFinite(held);
+  out.push({
+    figure: 'agent RSS idle / with 1,000 open connections', target: '≤ 50 MB / ≤ 120 MB',
+    measured: `${Number.isFinite(idle) ? idle.toFixed(1) : '—'} MB / ${Number.isFinite(held) ? held.toFixed(1) : '—'} MB`,
+    met: both ? idle <= 50 && held <= 120 : undefined,
+  });
+  const rl7 = ratio(m('l7', 'rps_c16'), m('l4', 'rps_c16'));
+  atLeast('L7 c=16 requests/s vs the L4 mesh', '≥ 0.5×', rl7, 0.5, x(rl7));
+  const pc = cp?.podChangeMedianMs ?? Number.NaN;
+  atMost('one pod change reaching 100 proxies at 10k pods / 1k services (median)', '≤ 50 ms', pc, 50, Number.isFinite(pc) ? `${pc.toFixed(1)} ms` : '—');
+  return out;
 }
