@@ -132,7 +132,7 @@ export class HboneServer {
     await new Promise<void>((resolve, reject) => {
       srv.#tcp.once('error', (e: Error) => reject(new RondoError('RONDO_E_LISTEN',
         `cannot listen for HBONE on ${o.host}:${o.port}: ${errorMessage(e)} (is another agent or waypoint running here?)`, { cause: e })));
-      srv.#tcp.listen({ host: o.host, port: o.port, reusePort: o.reusePort ?? false }, resolve);
+      srv.#tcp.listen({ host: o.host, port: o.port, reusePort: o.reusePort ?? false, exclusive: o.reusePort ?? false }, resolve);
     });
     srv.#tcp.on('error', (e: Error) => o.log.error('HBONE listener error', { error: e }));
     return srv;

@@ -420,7 +420,8 @@ async function listen(server: net.Server, host: string, port: number, reusePort:
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e) => reject(new RondoError('RONDO_E_LISTEN',
       `cannot listen for ${what} on ${host}:${port}: ${errorMessage(e)} (is another node agent running in this network namespace?)`, { cause: e })));
-    server.listen({ host, port, reusePort }, resolve);
+    // exclusive: in a cluster worker, bind our own SO_REUSEPORT socket instead of the primary's.
+    server.listen({ host, port, reusePort, exclusive: reusePort }, resolve);
   });
   server.on('error', () => undefined);
 }

@@ -1,0 +1,31 @@
+/** `node node-agent/main.ts …`: starts the node agent (see flags.ts for the flags). */
+import { createLogger } from '../common/log.ts';
+import { errorMessage } from '../common/errors.ts';
+import { parseAgentFlags } from './flags.ts';
+import { Agent } from './agent.ts';
+
+async function main(): Promise<void> {
+  const log = createLogger('node-agent');
+  let flags;
+  try {
+    flags = parseAgentFlags(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`node-agent: ${errorMessage(e)}\n`);
+    process.exit(2);
+  }
+  // The agent must never crash on one bad connection: log and keep serving.
+  process.on('uncaughtException', (e) => log.error('uncaught exception (kept running)', { error: e, stack: e.stack }));
+  process.on('unhandledRejection', (e) => log.error('unhandled rejection (kept running)', { error: e instanceof Error ? e : String(e) }));
+  const agent = await Agent.create({
+    node: flags.node, controller: flags.controller, tokenFile: flags.tokenFile, caFile: flags.caFile, log,
+    workers: flags.workers, adminPort: flags.adminPort, metricsPort: flags.metricsPort, drainMs: flags.drainMs,
+  });
+  log.info('node agent started', { node: flags.node, workers: flags.workers, ports: agent.dataPorts });
+  await agent.run();
+  log.info('node agent stopped');
+}
+
+main().then(() => process.exit(0), (e: unknown) => {
+  process.stderr.write(`node-agent: ${errorMessage(e)}\n`);
+  process.exit(1);
+});
