@@ -31,6 +31,8 @@ export interface EchoServerOptions {
   delay?: (ms: number) => Promise<void>;
   /** HTTP/1.1 header limit; beyond it the answer is 431. Default 16 KiB. */
   maxHeaderSize?: number;
+  /** HTTP/1.1 request headers must be complete within this time, else 408. Default 30 s. */
+  headersTimeoutMs?: number;
   /** A connection must send its first bytes within this time. Default 10 s. */
   sniffTimeoutMs?: number;
   /** Idle connections are closed after this. Default 120 s. */
@@ -73,7 +75,15 @@ export class EchoServer {
     const handler = createEchoHandler(this.#ctx);
     const idle = o.idleTimeoutMs ?? 120_000;
 
-    this.#h1 = http.createServer({ maxHeaderSize: o.maxHeaderSize ?? 16 * 1024, noDelay: true }, handler);
+    const headersTimeout = o.headersTimeoutMs ?? 30_000;
+    this.#h1 = http.createServer({
+      maxHeaderSize: o.maxHeaderSize ?? 16 * 1024, noDelay: true, headersTimeout, requestTimeout: 300_000,
+      connectionsCheckingInterval: Math.min(1_000, headersTimeout),
+    }, handler);
+    // Node enforces headersTimeout/requestTimeout (slow-drip clients get 408) from a checker
+    // it starts on 'listening'; this server never listens itself, so start it explicitly.
+    // A test pins this behaviour so a Node change cannot silently remove it.
+    this.#h1.emit('listening');
     this.#h1.keepAliveTimeout = KEEP_ALIVE_MS;
     this.#h1.timeout = idle;
     // Own bookkeeping rather than closeIdleConnections(): Node only tracks connections of
@@ -91,7 +101,8 @@ export class EchoServer {
     this.#h1.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       this.#log.debug('bad HTTP/1 request', { err: err.message, code: err.code });
       if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return; }
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large'
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
       socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`, () => socket.destroy());
     });
 
@@ -182,6 +193,7 @@ export class EchoServer {
       const timer = setTimeout(() => { for (const s of this.#sockets) s.destroy(); }, drainMs);
       timer.unref();
       this.#server.close(() => { clearTimeout(timer); resolve(); });
+      this.#h1.close(); // stops the timeout checker started in the constructor
       for (const [sock, n] of this.#h1InFlight) if (n === 0) sock.end();
       for (const s of this.#sessions) s.close();
       // Still sniffing: nothing in flight to wait for.

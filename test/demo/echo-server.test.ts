@@ -169,6 +169,18 @@ t.test('garbage and oversized headers get a clean 400/431 and close, and the ser
   t.equal((await h2(s.port, '/')).headers[':status'], 200, 'still serving h2');
 });
 
+t.test('an HTTP/1.1 client dripping headers slowly gets 408 and is closed', async (t) => {
+  const s = await startEcho(t, { headersTimeoutMs: 200 });
+  const sock = net.connect(s.port, '127.0.0.1', () => sock.write('GET / HTTP/1.1\r\nHost: x\r\n'));
+  sock.on('error', () => {});
+  const drip = setInterval(() => { if (sock.writable) sock.write('x-a: b\r\n'); }, 40);
+  t.teardown(() => { clearInterval(drip); sock.destroy(); });
+  let out = '';
+  sock.on('data', (c: Buffer) => { out += c.toString('latin1'); });
+  await once(sock, 'close');
+  t.match(out, /^HTTP\/1\.1 408 /);
+});
+
 t.test('a connection that never speaks is closed after the sniff timeout', async (t) => {
   const s = await startEcho(t, { sniffTimeoutMs: 50 });
   const sock = net.connect(s.port, '127.0.0.1');
