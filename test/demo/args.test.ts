@@ -13,6 +13,7 @@ t.test('client flags parse, headers repeat, mode picks the protocol', (t) => {
     { cmd: 'client', url: 'http://backend:80/x', requests: 10, concurrency: 2, mode: 'grpc', headers: { 'x-a': '1', b: '2' }, timeoutMs: 5000 });
   t.equal((parseDemoArgs(['client', 'http://a/', '--h2c']) as { mode: string }).mode, 'h2c');
   t.same(parseDemoArgs(['tcp-client', '10.0.0.1', '9000', 'hi']), { cmd: 'tcp-client', host: '10.0.0.1', port: 9000, message: 'hi', timeoutMs: 5000 });
+  t.same(parseDemoArgs(['tcp-client', 'h', '9000', 'msg', '--timeout-ms', '250']), { cmd: 'tcp-client', host: 'h', port: 9000, message: 'msg', timeoutMs: 250 }, 'flags after positionals');
   t.same(parseDemoArgs(['tcp-echo']), { cmd: 'tcp-echo', port: 9000, host: '0.0.0.0' });
   t.end();
 });
