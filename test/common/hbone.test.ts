@@ -237,3 +237,40 @@ t.test('a client reset mid-stream resets the pod connection', async (t) => {
   t.equal(await upClosed, 'ECONNRESET', 'pod sees a reset, not a clean end');
   t.equal(pool.sessionCount, 1, 'the session survives the reset');
 });
+
+t.test('a renewed client certificate opens a new session; streams on the old one keep flowing', async (t) => {
+  const pool = new HboneClientPool({ log });
+  t.teardown(() => pool.close());
+  const old = await pool.connect(req());
+  const oldGot = collect(old);
+  old.write('before-');
+  const renewed = pki.leaf('demo', 'client');
+  const fresh = await pool.connect(req({ secureContext: renewed.ctx }));
+  t.equal(pool.sessionCount, 2, 'new certificate, new session');
+  const freshGot = collect(fresh);
+  fresh.end('new');
+  t.equal((await freshGot).toString(), 'newbye');
+  old.end('after');
+  t.equal((await oldGot).toString(), 'before-afterbye', 'open stream on the old session untouched');
+  t.equal(seen.at(-1)?.peerIdentity, clientLeaf.identity);
+});
+
+t.test('close() drains: sessions get GOAWAY, open streams may finish before the deadline', async (t) => {
+  const srv = await HboneServer.create({
+    log, host: '127.0.0.1', port: 0, credentialsFor: () => serverCreds,
+    onTunnel: (tun) => {
+      const up = net.connect({ host: tun.target.ip, port: tun.target.port, allowHalfOpen: true });
+      up.once('connect', () => { acceptTunnel(tun.stream); void pump(tun.stream, up); });
+    },
+  });
+  const port = srv.address.port;
+  const pool = new HboneClientPool({ log });
+  t.teardown(() => pool.close());
+  const s = await pool.connect(req({ connectTo: { ip: '127.0.0.1', port } }));
+  const got = collect(s);
+  const closing = srv.close(2000);
+  s.end('finishing');
+  t.equal((await got).toString(), 'finishingbye', 'in-flight stream completed during drain');
+  await closing;
+  await t.rejects(pool.connect(req({ connectTo: { ip: '127.0.0.1', port } })), HboneConnectError, 'no new connections after drain');
+});
