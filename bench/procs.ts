@@ -7,7 +7,17 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { parseProcStat } from './parse.ts';
 
 /** CPU seconds and memory of one process group at one moment. */
-export interface GroupSample { cpuSeconds: number; rssBytes: number; hwmBytes: number; pids: number[] }
+export interface GroupSample {
+  cpuSeconds: number; rssBytes: number; hwmBytes: number;
+  /** proportional set size: shared pages (the node binary in every worker) counted once across the group */
+  pssBytes: number; pids: number[];
+}
+
+/** Pure: the `Pss:` of /proc/<pid>/smaps_rollup in bytes (0 when absent). */
+export function parsePss(smapsRollup: string): number {
+  const m = /^Pss:\s+(\d+) kB/m.exec(smapsRollup);
+  return m === null ? 0 : Number(m[1]) * 1024;
+}
 
 /** Pure: `root` and every process below it, from (pid, ppid) pairs. */
 export function descendants(root: number, parents: ReadonlyMap<number, number>): number[] {
@@ -37,12 +47,13 @@ export function statParent(stat: string): { ppid: number; comm: string } {
 }
 
 /** Pure: adds up a group's samples; wrapper shells (`sh`, `ip`) are left out, they only wait. */
-export function sumGroup(procs: { pid: number; comm: string; cpuSeconds: number; rssBytes: number; hwmBytes: number }[]): GroupSample {
+export function sumGroup(procs: { pid: number; comm: string; cpuSeconds: number; rssBytes: number; hwmBytes: number; pssBytes: number }[]): GroupSample {
   const real = procs.filter((p) => p.comm !== 'sh' && p.comm !== 'ip');
   return {
     cpuSeconds: real.reduce((a, p) => a + p.cpuSeconds, 0),
     rssBytes: real.reduce((a, p) => a + p.rssBytes, 0),
     hwmBytes: real.reduce((a, p) => a + p.hwmBytes, 0),
+    pssBytes: real.reduce((a, p) => a + p.pssBytes, 0),
     pids: real.map((p) => p.pid),
   };
 }
@@ -71,7 +82,7 @@ export function sampleGroups(groups: ReadonlyMap<string, number>): Map<string, G
       const stat = read(`/proc/${pid}/stat`);
       const status = read(`/proc/${pid}/status`);
       if (stat === undefined || status === undefined) return [];
-      return [{ pid, comm: statParent(stat).comm, ...parseProcStat(stat, status) }];
+      return [{ pid, comm: statParent(stat).comm, ...parseProcStat(stat, status), pssBytes: parsePss(read(`/proc/${pid}/smaps_rollup`) ?? '') }];
     }) : [];
     out.set(name, sumGroup(procs));
   }

@@ -174,6 +174,8 @@ export const FIGURES: readonly FigureDef[] = [
   { key: 'cpu_s_per_gb', label: 'Proxy CPU per GB of bulk transfer', unit: 's', higherIsBetter: false },
   { key: 'rss_idle_mb', label: 'Proxy RSS when idle (largest proxy of the path)', unit: 'MB', higherIsBetter: false },
   { key: 'rss_1k_conns_mb', label: 'Proxy RSS with 1,000 open connections (largest proxy)', unit: 'MB', higherIsBetter: false },
+  { key: 'pss_idle_mb', label: 'Proxy PSS when idle (shared pages counted once; largest proxy)', unit: 'MB', higherIsBetter: false },
+  { key: 'pss_1k_conns_mb', label: 'Proxy PSS with 1,000 open connections (largest proxy)', unit: 'MB', higherIsBetter: false },
   { key: 'peak_rss_mb', label: 'Proxy peak RSS over the run (largest proxy)', unit: 'MB', higherIsBetter: false },
 ];
 

@@ -181,7 +181,7 @@ function accountGroups(p: PathDef, all: ReadonlyMap<string, number>): Map<string
   return new Map(p.account.map(procKey).filter((k) => all.has(k)).map((k) => [k, all.get(k)!]));
 }
 
-function largestRssMb(s: ReadonlyMap<string, GroupSample>, field: 'rssBytes' | 'hwmBytes'): number {
+function largestRssMb(s: ReadonlyMap<string, GroupSample>, field: 'rssBytes' | 'hwmBytes' | 'pssBytes'): number {
   const v = [...s.values()].map((g) => g[field]);
   return v.length === 0 ? Number.NaN : Math.max(...v) / MB;
 }
@@ -244,7 +244,8 @@ export async function runBench(o: BenchOptions, cleanups: (() => Promise<unknown
   // Idle memory once the lab is quiet: every mesh process, and each path's largest proxy.
   await sleep(1500);
   const idle = sampleGroups(groups);
-  extra['Idle RSS (MB)'] = Object.fromEntries([...idle].map(([k, s]) => [k, Math.round((s.rssBytes / MB) * 10) / 10]));
+  const mem = (g: GroupSample): { rssMB: number; pssMB: number; processes: number } => ({ rssMB: Math.round((g.rssBytes / MB) * 10) / 10, pssMB: Math.round((g.pssBytes / MB) * 10) / 10, processes: g.pids.length });
+  extra['Idle memory per mesh/proxy process group (RSS summed over its processes; PSS counts shared pages once)'] = Object.fromEntries([...idle].map(([k, g]) => [k, mem(g)]));
 
   const figures: Figures = new Map();
   const perProcess: Record<string, Record<string, number[]>> = {};
@@ -298,13 +299,16 @@ export async function runBench(o: BenchOptions, cleanups: (() => Promise<unknown
   for (const p of paths) {
     const acc = accountGroups(p, groups);
     if (acc.size === 0) continue;
-    push(figures, p.name, 'rss_idle_mb', largestRssMb(new Map([...idle].filter(([k]) => acc.has(k))), 'rssBytes'));
+    const idleOfPath = new Map([...idle].filter(([k]) => acc.has(k)));
+    push(figures, p.name, 'rss_idle_mb', largestRssMb(idleOfPath, 'rssBytes'));
+    push(figures, p.name, 'pss_idle_mb', largestRssMb(idleOfPath, 'pssBytes'));
     const t = resolveTarget(p, lookup);
     try {
       o.log(`${p.name}: holding ${o.heldConnections} idle connections`);
       const { held, result } = await holdConnections(lab.pod(p.client).netns, t.ip, t.httpPort, o.heldConnections, async () => { await sleep(1000); return sampleGroups(acc); });
       if (held < o.heldConnections) notes.push(`${p.name}: only ${held} of ${o.heldConnections} connections opened`);
       push(figures, p.name, 'rss_1k_conns_mb', largestRssMb(result, 'rssBytes'));
+      push(figures, p.name, 'pss_1k_conns_mb', largestRssMb(result, 'pssBytes'));
     } catch (e) {
       notes.push(`${p.name}: holding connections failed: ${errorMessage(e)}`);
     }

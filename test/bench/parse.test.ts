@@ -62,3 +62,46 @@ t.test('stats and report', (t) => {
   t.equal((svg.match(/<rect x=/g) ?? []).length, 2, 'one bar plus one legend swatch');
   t.end();
 });
+
+t.test('parseControlPlane reads bench/control-plane.ts output', async (t) => {
+  const { parseControlPlane } = await import('../../bench/parse.ts');
+  const out = `control-plane bench: 10000 pods, 1000 services, 100 node agents (loopback, v24.21.0)
+  model build, cold:                 812.3 ms (second cold run 700.1 ms)
+  model build, after one pod change: median 3.1 ms, max 9.0 ms (n=21)
+  node-agent view (JSON):            4.2 MB
+  initial snapshot to all proxies:   2210 ms
+  one pod change -> all 100 ACKs: median 14.5 ms, p99 40.2 ms (n=50, debounce excluded)
+  controller memory after the run:   rss 410 MiB, heap used 190 MiB, external 12 MiB
+`;
+  const r = parseControlPlane(out);
+  t.same(r, { pods: 10000, services: 1000, proxies: 100, coldBuildMs: 812.3, incrementalBuildMs: 3.1, initialPushMs: 2210, podChangeMedianMs: 14.5, podChangeP99Ms: 40.2, controllerRssMiB: 410, controllerHeapMiB: 190 });
+  t.throws(() => parseControlPlane(out.replace(/.*ACKs.*\n/, '')), /no pod change line/);
+});
+
+t.test('sumMetric adds every label set of one metric and nothing with a longer name', async (t) => {
+  const { sumMetric } = await import('../../bench/parse.ts');
+  const text = `# HELP istio_tcp_connections_opened_total x
+istio_tcp_connections_opened_total{a="1"} 3
+istio_tcp_connections_opened_total{a="2"} 4
+istio_tcp_connections_opened_total_extra 100
+istio_tcp_connections_opened_total 1
+`;
+  t.equal(sumMetric(text, 'istio_tcp_connections_opened_total'), 8);
+  t.equal(sumMetric('', 'x'), 0);
+});
+
+t.test('HAProxy configs carry one TLS 1.3 verified tunnel per plan', async (t) => {
+  const { tunnelConfigs } = await import('../../bench/haproxy.ts');
+  const certs = { ca: '/c/ca.pem', client: '/c/client.pem', server: '/c/server.pem' };
+  const cfg = tunnelConfigs([
+    { clientSide: { listen: '10.250.0.11', port: 18080 }, serverSide: { listen: '10.250.0.12', port: 18443 }, target: { ip: '10.244.2.2', port: 8080 } },
+    { clientSide: { listen: '10.250.0.11', port: 15201 }, serverSide: { listen: '10.250.0.12', port: 15443 }, target: { ip: '10.244.2.2', port: 5201 } },
+  ], certs);
+  t.match(cfg.client, /bind 10\.250\.0\.11:18080[\s\S]*server peer 10\.250\.0\.12:18443 ssl crt \/c\/client\.pem ca-file \/c\/ca\.pem verify required/);
+  t.match(cfg.client, /bind 10\.250\.0\.11:15201[\s\S]*server peer 10\.250\.0\.12:15443 ssl/);
+  t.match(cfg.server, /bind 10\.250\.0\.12:18443 ssl crt \/c\/server\.pem ca-file \/c\/ca\.pem verify required[\s\S]*server app 10\.244\.2\.2:8080/);
+  t.match(cfg.server, /server app 10\.244\.2\.2:5201/);
+  t.match(cfg.server, /ssl-min-ver TLSv1\.3/);
+  const single = tunnelConfigs({ clientSide: { listen: 'a', port: 1 }, serverSide: { listen: 'b', port: 2 }, target: { ip: 'c', port: 3 } }, certs);
+  t.match(single.server, /server app c:3/);
+});
