@@ -246,13 +246,15 @@ export class DataPlane {
     up.once('timeout', () => up.destroy(new RondoError('RONDO_E_UPSTREAM_TIMEOUT', `connect to ${ip}:${port} timed out`)));
     const labels = tcpLabels({ reporter: 'source', source: d.source, destination, service, mtls: d.kind === 'local' });
     const via = d.kind === 'local' ? 'local' : 'passthrough';
+    let connected = false;
     up.once('error', (e) => {
-      if (up.connecting || up.remoteAddress === undefined) {
+      if (!connected) {
         if (key !== undefined) this.#picker.release(key);
         this.#refuse(socket, 'upstream_failed', `connect to ${ip}:${port}: ${errorMessage(e)}`, { ...base, via });
       }
     });
     up.once('connect', () => {
+      connected = true;
       up.setTimeout(0);
       const t = this.#track({ direction: 'outbound', src: base.src ?? '', dst: `${ip}:${port}`, via }, [socket, up]);
       const cm = this.#m.connection(labels);
@@ -351,8 +353,10 @@ export class DataPlane {
     const labels = tcpLabels({ reporter: 'destination', source, sourcePrincipal: t.peerIdentity, destination: target, mtls: true });
     const up = net.connect({ host: t.target.ip, port: t.target.port, allowHalfOpen: true, noDelay: true, timeout: this.#o.connectTimeoutMs ?? 10_000 });
     up.once('timeout', () => up.destroy(new RondoError('RONDO_E_UPSTREAM_TIMEOUT', 'connect timed out')));
-    up.once('error', (e) => { if (!up.readable || up.connecting) refuse(503, 'upstream_failed', `connect to pod ${t.target.ip}:${t.target.port}: ${errorMessage(e)}`); });
+    let connected = false;
+    up.once('error', (e) => { if (!connected) refuse(503, 'upstream_failed', `connect to pod ${t.target.ip}:${t.target.port}: ${errorMessage(e)}`); });
     up.once('connect', () => {
+      connected = true;
       up.setTimeout(0);
       acceptTunnel(t.stream);
       const tr = this.#track({ direction: 'inbound', src: base.src ?? '', dst: base.dst ?? '', via: 'hbone' }, [t.stream, up]);
@@ -390,8 +394,10 @@ export class DataPlane {
     const labels = tcpLabels({ reporter: 'destination', source: sourceW, destination: target, mtls: false });
     const up = net.connect({ host: dst.ip, port: dst.port, allowHalfOpen: true, noDelay: true, timeout: this.#o.connectTimeoutMs ?? 10_000 });
     up.once('timeout', () => up.destroy(new RondoError('RONDO_E_UPSTREAM_TIMEOUT', 'connect timed out')));
-    up.once('error', (e) => { if (up.connecting || up.remoteAddress === undefined) this.#refuse(socket, 'upstream_failed', errorMessage(e), base); });
+    let connected = false;
+    up.once('error', (e) => { if (!connected) this.#refuse(socket, 'upstream_failed', errorMessage(e), base); });
     up.once('connect', () => {
+      connected = true;
       up.setTimeout(0);
       const tr = this.#track({ direction: 'inbound-plaintext', src: base.src ?? '', dst: base.dst ?? '', via: 'plaintext' }, [socket, up]);
       const cm = this.#m.connection(labels);

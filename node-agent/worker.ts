@@ -38,6 +38,9 @@ async function main(): Promise<void> {
   const send = (m: FromWorker): void => { process.send?.(m); };
   const settings = JSON.parse(process.argv[2] ?? '{}') as WorkerSettings;
   const log = createLogger(`node-agent.worker-${process.env['RONDO_WORKER_ID'] ?? process.pid}`);
+  // One bad connection must never take the worker (and its share of traffic) down.
+  process.on('uncaughtException', (e) => log.error('uncaught exception (kept running)', { error: e, stack: e.stack }));
+  process.on('unhandledRejection', (e) => log.error('unhandled rejection (kept running)', { error: e instanceof Error ? e : String(e) }));
   const metrics = new AgentMetrics();
   const certs = new WorkerCerts();
   let dp: DataPlane;

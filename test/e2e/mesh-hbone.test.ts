@@ -62,7 +62,7 @@ spec:
       containers: [{ name: c, image: x, command: [rondo-demo, tcp-echo, --port, "9002"] }]
 `;
 
-t.test('mesh: pod to pod and pod to service across nodes over HBONE; plaintext refused under STRICT', { skip, timeout: 180_000 }, async (t) => {
+t.test('mesh: pod to pod and pod to service across nodes over HBONE; plaintext refused under STRICT', { skip: skip ?? false, timeout: 180_000 }, async (t) => {
   const lab = await withLab(t, spec);
   await lab.waitForPort('demo/server', 9000, 20_000);
   const serverIp = lab.podIp('demo/server');
