@@ -89,6 +89,7 @@ export class DataPlane {
   #state: AgentState | undefined;
   #certs = new Map<string, DataPlaneCert>();
   #nextId = 1;
+  #tunnels = 0;
   #closing: Promise<void> | undefined;
 
   private constructor(o: DataPlaneOptions) {
@@ -163,6 +164,11 @@ export class DataPlane {
       await Promise.all([hbone, this.#pool.close(0)]);
     })();
     return this.#closing;
+  }
+
+  #poolGauges(): void {
+    this.#m.setPool('sessions', this.#pool.sessionCount);
+    this.#m.setPool('streams', this.#tunnels);
   }
 
   #origDst(s: net.Socket): HostPort {
@@ -299,11 +305,15 @@ export class DataPlane {
       if (socket.destroyed) { stream.destroy(new Error('client went away')); if (key !== undefined) this.#picker.release(key); return; }
       const t = this.#track({ direction: 'outbound', src: base.src ?? '', dst: d.authority, via }, [socket, stream]);
       const cm = this.#m.connection(labels);
+      this.#tunnels++;
+      this.#poolGauges();
       socket.resume();
       void pump(socket, stream, { aToB: (n) => cm.addSent(n), bToA: (n) => cm.addReceived(n) }).then((r) => {
         cm.close();
         if (key !== undefined) this.#picker.release(key);
         this.#open.delete(t.info.id);
+        this.#tunnels--;
+        this.#poolGauges();
         this.#logDone({ ...base, via, target: d.authority, identity: d.expectedIdentity }, r, started);
       });
     }, (e: unknown) => {

@@ -96,6 +96,7 @@ t.test('pod A reaches pod B on another node over HBONE, both agents account for 
   t.match(text2, /istio_tcp_connections_opened_total\{reporter="destination",source_workload="a",source_workload_namespace="demo",source_principal="spiffe:\/\/cluster.local\/ns\/demo\/sa\/a",destination_workload="b"[^}]*connection_security_policy="mutual_tls"\} 1/);
   const text1 = await m1.registry.metrics();
   t.match(text1, /istio_tcp_sent_bytes_total\{reporter="source",source_workload="a"[^}]*\} 15/);
+  t.match(text1, /rondo_agent_pool_connections\{kind="sessions"\} 1/, 'one pooled HBONE session to node-2');
 });
 
 t.test('a DENY policy on B resets the client and is counted', async (t) => {
