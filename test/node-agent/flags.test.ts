@@ -18,3 +18,10 @@ t.test('bad flags are named', (t) => {
   t.throws(() => parseAgentFlags(['--node', 'n', '--controller', 'ctl:15012', '--token-file', 'x', '--ca-file', 'y']), /--controller must be <ip>:<port>/);
   t.end();
 });
+
+t.test('main.ts exits 2 with the usage on a bad command line', async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  const r = spawnSync(process.execPath, [new URL('../../node-agent/main.ts', import.meta.url).pathname, '--node', 'n'], { encoding: 'utf8', timeout: 20000 });
+  t.equal(r.status, 2);
+  t.match(r.stderr, /--controller is required\nusage: node node-agent\/main.ts/);
+});
