@@ -208,9 +208,10 @@ export function checkTargets(paths: readonly PathResult[], cp?: ControlPlaneFigu
   const idle = m('l4', 'rss_idle_mb');
   const held = m('l4', 'rss_1k_conns_mb');
   const both = Number.isFinite(idle) && Number.isFinite(held);
+  const mb = (v: number): string => (Number.isFinite(v) ? v.toFixed(1) : '—');
   out.push({
     figure: 'agent RSS idle / with 1,000 open connections', target: '≤ 50 MB / ≤ 120 MB',
-    measured: `${Number.isFinite(idle) ? idle.toFixed(1) : '—'} MB / ${Number.isFinite(held) ? held.toFixed(1) : '—'} MB`,
+    measured: `${mb(idle)} MB / ${mb(held)} MB${Number.isFinite(m('l4', 'pss_idle_mb')) ? ` (PSS ${mb(m('l4', 'pss_idle_mb'))} / ${mb(m('l4', 'pss_1k_conns_mb'))} MB)` : ''}`,
     met: both ? idle <= 50 && held <= 120 : undefined,
   });
   const rl7 = ratio(m('l7', 'rps_c16'), m('l4', 'rps_c16'));

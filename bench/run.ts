@@ -7,7 +7,7 @@
  *                     [--out bench/results] [--name bXXXXX] [--no-control-plane]
  */
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
@@ -16,7 +16,7 @@ import { InvalidInputError, errorMessage } from '../common/errors.ts';
 import { ensureDeps } from '../scripts/ensure-deps.ts';
 import { Lab, REPO_ROOT } from '../lab/lab.ts';
 import { parseLabSpec } from '../lab/spec.ts';
-import { RunRecord } from '../lab/record.ts';
+import { RUN_ROOT, RunRecord } from '../lab/record.ts';
 import { hasEntry, httpGetInNetns } from '../lab/mesh.ts';
 import { runCommand } from '../lab/run-command.ts';
 import { PATHS, PORTS, interleave, procKey, resolveTarget, selectPaths, unavailableReason } from './paths.ts';
@@ -193,8 +193,13 @@ export async function runBench(o: BenchOptions, cleanups: (() => Promise<unknown
   const notes: string[] = [];
   const extra: Record<string, unknown> = {};
   o.log(`lab ${o.name}: up from ${o.specFile}`);
+  // Registered before `up` so Ctrl-C during start-up also removes whatever was made so far.
+  cleanups.push(async () => {
+    if (!existsSync(join(RUN_ROOT, o.name, 'record.json'))) return;
+    o.log(`lab ${o.name}: down`);
+    await Lab.down(o.name);
+  });
   const { lab, meshError } = await upLab(o);
-  cleanups.push(async () => { o.log(`lab ${o.name}: down`); await Lab.down(o.name); });
   const exec: PodExec = (pod, argv, x) => lab.exec(pod, argv, x);
   for (const s of ['server', 'server-local']) {
     for (const ns of ['bench-direct', 'bench-mesh']) {

@@ -10,7 +10,7 @@ const path = (name: string, figs: Record<string, number>): PathResult => ({
 const paths = [
   path('direct', { p50_c1_ms: 0.07, rps_c16: 70000 }),
   path('haproxy', { rps_c16: 30000, conn_per_s: 1500, bulk_gbps: 6, p99_c1_ms: 0.2 }),
-  path('l4', { rps_c16: 37000, conn_per_s: 5000, bulk_gbps: 5, p50_c1_ms: 0.1, p99_c1_ms: 0.5, cpu_us_per_req_hop_c16: 11, rss_idle_mb: 40, rss_1k_conns_mb: 130 }),
+  path('l4', { rps_c16: 37000, conn_per_s: 5000, bulk_gbps: 5, p50_c1_ms: 0.1, p99_c1_ms: 0.5, cpu_us_per_req_hop_c16: 11, rss_idle_mb: 40, rss_1k_conns_mb: 130, pss_idle_mb: 30, pss_1k_conns_mb: 100 }),
 ];
 
 t.test('targets are computed from medians; met is yes/no, and — when a side is missing', (t) => {
@@ -25,7 +25,7 @@ t.test('targets are computed from medians; met is yes/no, and — when a side is
   t.equal(get('L4 c=1 p99').met, false, '2.5× > 2×');
   t.equal(get('agent CPU').met, true);
   t.equal(get('agent RSS').met, false, 'idle fine but 130 MB with 1k connections');
-  t.equal(get('agent RSS').measured, '40.0 MB / 130.0 MB');
+  t.equal(get('agent RSS').measured, '40.0 MB / 130.0 MB (PSS 30.0 / 100.0 MB)', 'RSS decides; PSS shown for multi-process agents');
   t.equal(get('L7').met, undefined, 'no waypoint path: not measured');
   t.equal(get('L7').measured, '—');
   t.equal(get('one pod change').met, true);
