@@ -158,7 +158,7 @@ async function main(): Promise<void> {
     `  node-agent view (JSON):            ${(snapBytes / 1024 / 1024).toFixed(1)} MB`,
     `  initial snapshot to all proxies:   ${initialPush.toFixed(0)} ms`,
     `  one pod change -> all ${proxies} ACKs: median ${pct(lat, 50).toFixed(1)} ms, p99 ${pct(lat, 99).toFixed(1)} ms (n=${lat.length}, debounce excluded)`,
-    `  controller memory after the run:   rss ${mb(mem.rss)}, heap used ${mb(mem.heapUsed)}, external ${mb(mem.external)}; peak rss ${mb(process.resourceUsage().maxRSS * 1024)}`,
+    `  controller memory after the run:   rss ${mb(mem.rss)}, heap used ${mb(mem.heapUsed)} of ${mb(mem.heapTotal)}, external ${mb(mem.external)}; peak rss ${mb(process.resourceUsage().maxRSS * 1024)}`,
     `  machine load average at the end:   ${loadavg().map((x) => x.toFixed(1)).join(' ')} (shared 2-core box: absolute ms drift with it)`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
