@@ -5,51 +5,15 @@
  */
 import { X509Certificate, type webcrypto } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
-import { createRequire } from 'node:module';
-import type * as X509Lib from '@peculiar/x509';
+// Side effect first: @peculiar/x509's DI container (tsyringe) needs Reflect metadata at load.
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
 import { RondoError } from './errors.ts';
 
-installReflectMetadata();
-/**
- * @peculiar/x509, loaded only after the Reflect metadata shim is in place: its DI container
- * (tsyringe) refuses to load without `Reflect.getMetadata`, and a static import would be
- * evaluated before this module's body could install it.
- */
-export const x509 = createRequire(import.meta.url)('@peculiar/x509') as typeof X509Lib;
+/** @peculiar/x509, configured with Node's WebCrypto; import it from here, not directly. */
+export { x509 };
 // Node's WebCrypto is complete (ECDSA, RSA, SHA-2), so no crypto polyfill is needed.
 x509.cryptoProvider.set(globalThis.crypto);
-
-/**
- * The three Reflect metadata calls tsyringe makes, on WeakMaps. Stands in for the
- * `reflect-metadata` package, which is not a dependency (see docs/pki.md).
- */
-function installReflectMetadata(): void {
-  type MetaReflect = {
-    getMetadata?: (k: unknown, t: object) => unknown;
-    getOwnMetadata?: (k: unknown, t: object) => unknown;
-    defineMetadata?: (k: unknown, v: unknown, t: object) => void;
-    metadata?: (k: unknown, v: unknown) => (t: object) => void;
-  };
-  const R = Reflect as unknown as MetaReflect;
-  if (typeof R.getMetadata === 'function') return;
-  const store = new WeakMap<object, Map<unknown, unknown>>();
-  const own = (k: unknown, t: object): unknown => store.get(t)?.get(k);
-  const define = (k: unknown, v: unknown, t: object): void => {
-    let m = store.get(t);
-    if (m === undefined) store.set(t, (m = new Map()));
-    m.set(k, v);
-  };
-  R.getOwnMetadata = own;
-  R.defineMetadata = define;
-  R.getMetadata = (k, t) => {
-    for (let o: object | null = t; o !== null; o = Object.getPrototypeOf(o) as object | null) {
-      const v = own(k, o);
-      if (v !== undefined) return v;
-    }
-    return undefined;
-  };
-  R.metadata = (k, v) => (t) => define(k, v, t);
-}
 
 /** Key generation parameters for workload and CA keys (ECDSA P-256, see docs/pki.md). */
 export const EC_KEY_ALG: webcrypto.EcKeyGenParams = { name: 'ECDSA', namedCurve: 'P-256' };
