@@ -301,9 +301,14 @@ export async function runBench(o: BenchOptions, cleanups: (() => Promise<unknown
   ]));
 
   // Memory with many idle connections open through each proxied path, then peak RSS.
+  const heldBefore = new Set<string>();
   for (const p of paths) {
     const acc = accountGroups(p, groups);
     if (acc.size === 0) continue;
+    const shared = [...acc.keys()].filter((k) => heldBefore.has(k));
+    // A process does not hand its heap back after the connections close: say so rather than hide it.
+    if (shared.length > 0) notes.push(`${p.name}: memory with ${o.heldConnections} connections read after an earlier path held as many through ${shared.join(', ')}; its figure includes what that left behind`);
+    for (const k of acc.keys()) heldBefore.add(k);
     const idleOfPath = new Map([...idle].filter(([k]) => acc.has(k)));
     push(figures, p.name, 'rss_idle_mb', largestRssMb(idleOfPath, 'rssBytes'));
     push(figures, p.name, 'pss_idle_mb', largestRssMb(idleOfPath, 'pssBytes'));

@@ -3,6 +3,7 @@
  * only, on its own lab, into a temp results dir; the report must carry numbers for both.
  */
 import t from 'tap';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { labSkipReason, sweepOrphanTestLabs, uniqueLabName } from '../helpers/la
 import { parseBenchArgs, runBench, runCleanups } from '../../bench/run.ts';
 import type { BenchReport } from '../../bench/report.ts';
 import { RUN_ROOT } from '../../lab/record.ts';
+import { Lab, REPO_ROOT } from '../../lab/lab.ts';
 
 const skip = labSkipReason();
 
@@ -44,4 +46,27 @@ t.test('bench --quick measures direct and HAProxy paths and writes the report', 
   const json = JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8')) as BenchReport;
   t.equal(json.paths.length, 2);
   for (const f of ['latency.svg', 'throughput.svg', 'bulk.svg']) t.match(readFileSync(join(out, f), 'utf8'), /^<svg[\s\S]*<rect x=/, `${f} has bars`);
+});
+
+t.test('Ctrl-C during a measurement removes the lab and exits 130', { skip: skip ?? false, timeout: 60_000 }, async (t) => {
+  await sweepOrphanTestLabs();
+  const out = mkdtempSync(join(tmpdir(), 'rondo-bench-sigint-'));
+  const name = uniqueLabName();
+  t.teardown(async () => {
+    if (existsSync(join(RUN_ROOT, name, 'record.json'))) await Lab.down(name);
+    rmSync(out, { recursive: true, force: true });
+  });
+  const child = spawn(process.execPath, [join(REPO_ROOT, 'bench', 'run.ts'), '--paths', 'direct', '--seconds', '20', '--rounds', '1', '--no-control-plane', '--out', out, '--name', name], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  const code = await new Promise<number | null>((resolve) => {
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.includes('round 1/1 c1 direct') && !child.killed) setTimeout(() => child.kill('SIGINT'), 500);
+    });
+    child.once('exit', (c) => resolve(c));
+  });
+  t.equal(code, 130, err);
+  t.match(err, /SIGINT: tearing down/);
+  t.notOk(existsSync(join(RUN_ROOT, name)), 'no run directory left');
+  t.notOk(existsSync(join(out, 'latest.json')), 'no report from an interrupted run');
 });
