@@ -14,7 +14,8 @@ const USAGE = `usage: rondo lab <subcommand>
   up [-f SPEC] [--name L] [--demo]   build a lab (default spec: the demo) and leave it running
   down [--name L]                    remove everything the lab made
   status [--name L] [--json]         nodes, pods (running/crashed), services, controller and proxies
-  exec [--name L] POD -- CMD...      run a command inside a pod (POD: name, ns/name or deployment)
+  exec [--name L] POD -- CMD...      run a command inside a pod (POD: name, ns/name or deployment),
+                                     or in node-N, bridge or controller (their netns)
   logs [--name L] [-f] POD           a pod's output
   apply [--name L] -f FILE           add or change namespace labels and mesh resources
   delete [--name L] -f FILE          remove mesh resources
@@ -90,6 +91,13 @@ function readSpecFile(file: string): string {
   return readFileSync(file, 'utf8');
 }
 
+/** The netns of a node (`node-1`), of the underlay bridge (`bridge`) or of the controller, if `target` names one. */
+export function infraNetns(lab: Lab, target: string): string | undefined {
+  if (target === 'bridge') return lab.plan.bridge.netns;
+  if (target === 'controller') return lab.plan.controller.netns;
+  return lab.plan.nodes.find((n) => n.name === target)?.netns;
+}
+
 /** Hints printed after `up`. */
 export function tryThis(lab: Lab): string {
   const names = lab.plan.pods.map((p) => p.deployment);
@@ -100,8 +108,9 @@ export function tryThis(lab: Lab): string {
     `lab ${lab.name} is up: ${lab.plan.nodes.length} nodes, ${lab.plan.pods.length} pods, ${lab.plan.services.length} services; it stays up until \`rondo lab down${n}\`.`,
     '', 'try:',
     `  node cli/rondo.ts lab status${n}`,
-    ...(tgt !== undefined && names.includes('client') ? [`  node cli/rondo.ts lab exec${n} client -- curl -s ${tgt}/     # from outside the mesh, by name`] : []),
-    ...(tgt !== undefined && names.includes('frontend') ? [`  node cli/rondo.ts lab exec${n} frontend -- curl -s ${tgt}/   # a call inside the mesh`] : []),
+    ...(tgt !== undefined && names.includes('frontend') ? [`  node cli/rondo.ts lab exec${n} frontend -- curl -s ${tgt}/   # a call inside the mesh (HBONE, mTLS)`] : []),
+    ...(tgt !== undefined && names.includes('client') ? [`  node cli/rondo.ts lab exec${n} client -- curl -s ${tgt}/     # from outside the mesh: refused (STRICT mTLS)`] : []),
+    `  node cli/rondo.ts lab exec${n} node-1 -- curl -s localhost:15020/metrics   # the agent's Istio metrics`,
     `  node cli/rondo.ts lab logs${n} ${names[0] ?? 'POD'}`,
     `  node cli/rondo.ts lab apply${n} -f FILE   # policies, routes, namespace labels`,
     `  node cli/rondo.ts lab down${n}            # or: npm stop`,
@@ -143,9 +152,12 @@ export async function runLabCli(args: string[]): Promise<number> {
       const [pod] = a.positional;
       if (pod === undefined || a.rest.length === 0) throw new UsageError('exec needs a pod and a command after --');
       const lab = Lab.open(pickLab(a.flags.get('--name')));
-      const p = lab.pod(pod);
-      const r = spawnSync('ip', ['netns', 'exec', p.netns, ...resolveCommand(a.rest)], { stdio: 'inherit', env: lab.podEnv(p) });
-      if (r.error !== undefined) throw new RondoError('RONDO_E_LAB_EXEC', `exec in ${p.netns} failed: ${r.error.message}`);
+      // A node name, `bridge` or `controller` runs in that netns (metrics, tcpdump, iptables-save).
+      const infra = infraNetns(lab, pod);
+      const netns = infra ?? lab.pod(pod).netns;
+      const env = infra !== undefined ? process.env : lab.podEnv(lab.pod(pod));
+      const r = spawnSync('ip', ['netns', 'exec', netns, ...resolveCommand(a.rest)], { stdio: 'inherit', env });
+      if (r.error !== undefined) throw new RondoError('RONDO_E_LAB_EXEC', `exec in ${netns} failed: ${r.error.message}`);
       return r.status ?? 1;
     }
     case 'logs': {

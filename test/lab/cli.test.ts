@@ -1,7 +1,8 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { parseArgs, pickLab, formatStatus, runLabCli } from '../../lab/cli.ts';
+import { parseArgs, pickLab, formatStatus, runLabCli, infraNetns } from '../../lab/cli.ts';
+import type { Lab } from '../../lab/lab.ts';
 import { main } from '../../cli/rondo.ts';
 import { writeTokens, controllerArgv, agentArgv } from '../../lab/mesh.ts';
 import { parseLabSpec } from '../../lab/spec.ts';
@@ -64,5 +65,14 @@ t.test('mesh tokens and command lines follow the contract', (t) => {
     ['node', '/r/controller/main.ts', '--files', '/s', '--listen', '10.250.0.2', '--ca-dir', join(dir, 'ca'), '--tokens', join(dir, 'tokens.json')]);
   t.same(agentArgv({ node: 'node', repo: '/r', runDir: dir, plan, nodeName: 'node-1', tokenFile: '/t' }),
     ['node', '/r/node-agent/main.ts', '--node', 'node-1', '--controller', '10.250.0.2:15012', '--token-file', '/t', '--ca-file', join(dir, 'ca', 'root-cert.pem')]);
+  t.end();
+});
+
+t.test('exec targets: node names, bridge and controller map to their netns; pods do not', (t) => {
+  const lab = { plan: { bridge: { netns: 'L-br' }, controller: { netns: 'L-ctl' }, nodes: [{ name: 'node-1', netns: 'L-n1' }, { name: 'node-2', netns: 'L-n2' }] } } as unknown as Lab;
+  t.equal(infraNetns(lab, 'node-2'), 'L-n2');
+  t.equal(infraNetns(lab, 'bridge'), 'L-br');
+  t.equal(infraNetns(lab, 'controller'), 'L-ctl');
+  t.equal(infraNetns(lab, 'frontend'), undefined);
   t.end();
 });
