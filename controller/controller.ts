@@ -15,6 +15,7 @@ import type { Authenticator } from './push/auth.ts';
 import { createControllerMetrics, type ControllerMetrics } from './metrics.ts';
 import { createHttpEndpoint, type HttpEndpoint } from './http.ts';
 import type { ResourceSink, Source } from './sources/types.ts';
+import type { StatusWriter } from './status/status-writer.ts';
 
 /** What the controller needs from the CA (controller/ca.ts CertificateAuthority). */
 export interface CaLike {
@@ -47,6 +48,8 @@ export interface ControllerOptions {
    * conditions in Kubernetes (the file source has nowhere to write them).
    */
   onInvalid?: (invalid: readonly InvalidResource[]) => void;
+  /** Writes status conditions after every build (Kubernetes); absent for the file source. */
+  status?: StatusWriter;
 }
 
 /** The running controller. */
@@ -159,6 +162,7 @@ export class Controller {
     this.#closing ??= (async () => {
       if (this.#timer !== undefined) clearTimeout(this.#timer);
       for (const s of this.#sources) await s.close().catch(() => undefined);
+      await this.#o.status?.close();
       await this.#push?.close();
       await this.#http?.close();
       this.#done();
@@ -194,6 +198,7 @@ export class Controller {
     this.#snapshot = snap;
     this.#version++;
     this.#reportInvalid(snap.invalid);
+    if (this.#closing === undefined) this.#o.status?.update(this.store, snap.invalid);
   }
 
   #reportInvalid(invalid: readonly InvalidResource[]): void {

@@ -8,6 +8,7 @@ import { FileSource } from './sources/files.ts';
 import { Controller } from './controller.ts';
 import { createControllerMetrics } from './metrics.ts';
 import { KubernetesSource, loadKubeConfig } from './sources/kubernetes.ts';
+import { KubernetesStatusWriter, kubernetesPatcher } from './status/status-writer.ts';
 
 async function main(): Promise<void> {
   const log = createLogger('controller');
@@ -15,8 +16,10 @@ async function main(): Promise<void> {
   const ca = await CertificateAuthority.loadOrCreate({ dir: flags.caDir, trustDomain: flags.trustDomain, ttlSeconds: flags.certTtlSeconds });
   const authenticator = await TokenFileAuthenticator.load(flags.tokens);
   const kubeconfig = flags.kubeconfig;
-  // The Kubernetes source registers its own per-kind watch metrics on the same registry.
-  const metrics = createControllerMetrics({ defaults: true, sourceMetrics: kubeconfig === undefined });
+  // Sources share the controller's registry: one watch-restart counter labelled {source, kind}.
+  const metrics = createControllerMetrics({ defaults: true });
+  const kc = kubeconfig !== undefined ? loadKubeConfig(kubeconfig === 'default' || kubeconfig === 'in-cluster' ? undefined : kubeconfig) : undefined;
+  if (kc === undefined) metrics.watchRestarts.inc({ source: 'files', kind: '*' }, 0);
   const controller = await Controller.create({
     listen: flags.listen,
     pushPort: flags.pushPort,
@@ -27,14 +30,18 @@ async function main(): Promise<void> {
     ca,
     log,
     metrics,
-    sources: (sink) => kubeconfig !== undefined
-      ? [new KubernetesSource({
-          kubeConfig: loadKubeConfig(kubeconfig === 'default' || kubeconfig === 'in-cluster' ? undefined : kubeconfig),
-          sink, log, registry: metrics.registry,
-        })]
+    // The file source has nowhere to write status (the lab owns its files): /debug/invalid.
+    ...(kc !== undefined ? {
+      status: new KubernetesStatusWriter({
+        patch: kubernetesPatcher(kc), log: log.child('status'),
+        onWrite: (_p, ok) => metrics.statusWrites.inc({ result: ok ? 'ok' : 'error' }),
+      }),
+    } : {}),
+    sources: (sink) => kc !== undefined
+      ? [new KubernetesSource({ kubeConfig: kc, sink, log, registry: metrics.registry })]
       : [new FileSource({
           dir: flags.files ?? '', sink, log: log.child('files'),
-          onWatchRestart: () => metrics.watchRestarts?.inc({ kind: 'files' }),
+          onWatchRestart: () => metrics.watchRestarts.inc({ source: 'files', kind: '*' }),
         })],
   });
   let stopping = false;

@@ -1,5 +1,6 @@
 /** The controller's Prometheus metrics (served on :15014/metrics). */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { sourceMetrics } from './sources/source-metrics.ts';
 
 /** Every metric the controller exports, on one registry. */
 export interface ControllerMetrics {
@@ -13,15 +14,16 @@ export interface ControllerMetrics {
   readonly invalidMessages: Counter<'reason'>;
   readonly authFailures: Counter;
   readonly csrs: Counter<'result'>;
-  /** Absent when the Kubernetes source registers its own (same name, labelled by kind). */
-  readonly watchRestarts: Counter<'kind'> | undefined;
+  /** Shared with the sources on the same registry (sources/source-metrics.ts). */
+  readonly watchRestarts: Counter<'source' | 'kind'>;
   readonly invalidResources: Gauge<'kind'>;
+  readonly statusWrites: Counter<'result'>;
   readonly buildSeconds: Histogram;
   readonly configVersion: Gauge;
 }
 
 /** Creates the metrics on a fresh registry (or the one given). */
-export function createControllerMetrics(o: { registry?: Registry; defaults?: boolean; sourceMetrics?: boolean } = {}): ControllerMetrics {
+export function createControllerMetrics(o: { registry?: Registry; defaults?: boolean } = {}): ControllerMetrics {
   const registry = o.registry ?? new Registry();
   const registers = [registry];
   if (o.defaults ?? false) collectDefaultMetrics({ register: registry, prefix: 'rondo_controller_' });
@@ -41,10 +43,9 @@ export function createControllerMetrics(o: { registry?: Registry; defaults?: boo
     invalidMessages: new Counter({ name: 'rondo_controller_invalid_messages_total', help: 'Malformed or oversized proxy messages (connection closed)', labelNames: ['reason'], registers }),
     authFailures: new Counter({ name: 'rondo_controller_auth_failures_total', help: 'Push connections refused at authentication or hello', registers }),
     csrs: new Counter({ name: 'rondo_controller_csrs_total', help: 'CSRs handled', labelNames: ['result'], registers }),
-    watchRestarts: (o.sourceMetrics ?? true)
-      ? new Counter({ name: 'rondo_controller_watch_restarts_total', help: 'Source watches restarted (kind=files: the state-directory watcher)', labelNames: ['kind'], registers })
-      : undefined,
+    watchRestarts: sourceMetrics(registry).watchRestarts,
     invalidResources: new Gauge({ name: 'rondo_controller_invalid_resources', help: 'Resources currently left out as invalid', labelNames: ['kind'], registers }),
+    statusWrites: new Counter({ name: 'rondo_controller_status_writes_total', help: 'Status condition patches sent to the Kubernetes API', labelNames: ['result'], registers }),
     buildSeconds: new Histogram({ name: 'rondo_controller_build_seconds', help: 'Model build time per version', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers }),
     configVersion: new Gauge({ name: 'rondo_controller_config_version', help: 'Latest published config version', registers }),
   };

@@ -3,13 +3,13 @@
  * objects into the shared ResourceSink, with restart and re-list counters.
  */
 import { KubeConfig, Watch } from '@kubernetes/client-node';
-import { Counter, Registry } from 'prom-client';
-import { RondoError } from '../../common/errors.ts';
+import { Registry } from 'prom-client';
 import type { Logger } from '../../common/log.ts';
 import { KIND_INFO } from './kubernetes-kinds.ts';
 import { KindReflector, KubeSyncError, realTimers } from './kubernetes-reflector.ts';
 import type { BackoffSettings, Timers } from './kubernetes-reflector.ts';
 import { WATCHED_KINDS } from './types.ts';
+import { sourceMetrics } from './source-metrics.ts';
 import type { ResourceSink, Source, WatchedKind } from './types.ts';
 
 /** Options of the Kubernetes source; everything but kubeConfig/sink/log has a production default. */
@@ -18,9 +18,9 @@ export interface KubernetesSourceOptions {
   sink: ResourceSink;
   log: Logger;
   /**
-   * Gets `rondo_controller_watch_restarts_total{kind}` and `rondo_controller_relists_total{kind}`.
-   * Must not already hold metrics of those names (their labels could differ): a process that
-   * already counts restarts its own way passes `onWatchRestart` instead.
+   * Gets `rondo_controller_watch_restarts_total{source="kubernetes",kind}` and
+   * `rondo_controller_relists_total{source,kind}`, shared with the controller's metrics when
+   * given its registry (see sources/source-metrics.ts).
    */
   registry?: Registry;
   /** Called on every watch restart, e.g. to feed a controller-wide counter. */
@@ -40,16 +40,6 @@ export interface KubernetesSourceOptions {
   random?: () => number;
   timers?: Timers;
   now?: () => number;
-}
-
-const RESTARTS = 'rondo_controller_watch_restarts_total';
-const RELISTS = 'rondo_controller_relists_total';
-
-function counter(registry: Registry, name: string, help: string): Counter<'kind'> {
-  if (registry.getSingleMetric(name) !== undefined) {
-    throw new RondoError('RONDO_E_METRIC_CONFLICT', `the metrics registry already has ${name}; give the Kubernetes source its own registry or use onWatchRestart`);
-  }
-  return new Counter({ name, help, labelNames: ['kind'], registers: [registry] });
 }
 
 /** Loads a kubeconfig: the given file, else in-cluster service account, else ~/.kube/config. */
@@ -72,16 +62,15 @@ export class KubernetesSource implements Source {
   constructor(o: KubernetesSourceOptions) {
     this.#o = o;
     const registry = o.registry ?? new Registry();
-    const restarts = counter(registry, RESTARTS, 'Kubernetes watches restarted (dropped, failed, expired or timed out), by kind.');
-    const relists = counter(registry, RELISTS, 'Full re-lists after the first one (410 Gone, CRD appeared), by kind.');
+    const { watchRestarts: restarts, relists } = sourceMetrics(registry);
     const server = o.kubeConfig.getCurrentCluster()?.server ?? '(no current cluster in kubeconfig)';
     const watch = new Watch(o.kubeConfig);
     const log = o.log.child('kubernetes');
     for (const kind of o.kinds ?? WATCHED_KINDS) {
       const info = KIND_INFO[kind];
       // Zero series up front so dashboards and alerts see every kind from the start.
-      restarts.inc({ kind }, 0);
-      relists.inc({ kind }, 0);
+      restarts.inc({ source: 'kubernetes', kind }, 0);
+      relists.inc({ source: 'kubernetes', kind }, 0);
       this.#reflectors.push(new KindReflector({
         info,
         list: info.makeList(o.kubeConfig),
@@ -97,10 +86,10 @@ export class KubernetesSource implements Source {
         timers: o.timers ?? realTimers,
         now: o.now ?? Date.now,
         onRestart: (reason) => {
-          restarts.inc({ kind });
+          restarts.inc({ source: 'kubernetes', kind });
           o.onWatchRestart?.(kind, reason);
         },
-        onRelist: () => relists.inc({ kind }),
+        onRelist: () => relists.inc({ source: 'kubernetes', kind }),
       }));
     }
   }

@@ -48,6 +48,12 @@ export interface RecordedRequest {
   watch: boolean;
   query: Record<string, string>;
   authorization: string | undefined;
+  /** HTTP method (GET for lists and watches). */
+  method?: string;
+  /** Content-Type of a request with a body. */
+  contentType?: string | undefined;
+  /** Parsed JSON body of a PATCH/POST. */
+  body?: unknown;
 }
 
 interface Stored { obj: Record<string, unknown>; rv: number }
@@ -61,6 +67,17 @@ function status(code: number, reason: string, message: string): Record<string, u
 }
 
 const REASONS: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 410: 'Expired', 429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable' };
+
+/** RFC 7386 JSON merge patch: objects merge, null deletes, anything else (lists too) replaces. */
+function mergePatch(target: unknown, patch: unknown): unknown {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
+  const out: Record<string, unknown> = target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
+  for (const [k, v] of Object.entries(patch as Record<string, unknown>)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}
 
 /** The API server double. */
 export class KubeApiDouble {
@@ -125,6 +142,11 @@ export class KubeApiDouble {
     const rv = ++this.#rv;
     const prevMeta = (prev?.obj['metadata'] ?? {}) as Record<string, unknown>;
     const obj: Record<string, unknown> = structuredClone({ ...input, apiVersion: def.apiVersion, kind: input.kind });
+    // Like a CRD with a status subresource: writes to the main resource never change status.
+    if (!def.builtin && prev !== undefined) {
+      if (prev.obj['status'] === undefined) delete obj['status'];
+      else obj['status'] = structuredClone(prev.obj['status']);
+    }
     obj['metadata'] = {
       ...input.metadata,
       uid: prevMeta['uid'] ?? randomUUID(),
@@ -262,6 +284,22 @@ export class KubeApiDouble {
     for (const w of ready) w.resolve(rec);
 
     if (req.headers.authorization !== `Bearer ${this.token}`) return this.#json(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
+    if (req.method === 'PATCH' || req.method === 'POST') {
+      rec.method = req.method;
+      rec.contentType = req.headers['content-type'];
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        try {
+          rec.body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        } catch {
+          return this.#json(res, 400, status(400, 'BadRequest', 'request body is not JSON'));
+        }
+        if (req.method === 'PATCH') this.#patchStatus(u.pathname, rec, res);
+        else this.#post(u.pathname, rec, res);
+      });
+      return;
+    }
     if (req.method !== 'GET') return this.#json(res, 405, status(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`));
     if (kind === undefined || this.#missing.has(kind)) return this.#json(res, 404, status(404, 'NotFound', 'the server could not find the requested resource'));
     const failures = rec.watch ? this.#watchFailures : this.#listFailures;
@@ -272,6 +310,59 @@ export class KubeApiDouble {
     }
     if (rec.watch) this.#watch(kind, query, res);
     else this.#list(kind, query, res);
+  }
+
+  /** Status writes the double accepted, in order (kind/namespace/name and the patch body). */
+  readonly statusPatches: { kind: string; namespace: string; name: string; body: unknown }[] = [];
+  /** Failures for the next status patches (e.g. 403 for missing RBAC). */
+  readonly #patchFailures: number[] = [];
+
+  /** The next status patch requests fail with these codes, in order. */
+  failNextStatusPatch(...codes: number[]): void {
+    this.#patchFailures.push(...codes);
+  }
+
+  /** An object as stored (with status), or undefined. */
+  get(kind: string, namespace: string | undefined, name: string): Record<string, unknown> | undefined {
+    const s = this.#kindMap(kind).get(this.#key(namespace, name));
+    return s === undefined ? undefined : structuredClone(s.obj);
+  }
+
+  /** Extension point for POST endpoints (TokenReview); 404 by default. */
+  #post(_path: string, _rec: RecordedRequest, res: ServerResponse): void {
+    this.#json(res, 404, status(404, 'NotFound', 'the server could not find the requested resource'));
+  }
+
+  /**
+   * `PATCH /apis/<group>/<version>/namespaces/<ns>/<plural>/<name>/status` with a JSON merge
+   * patch (RFC 7386): only `status` changes, resourceVersion moves, generation does not,
+   * watchers see MODIFIED, and the reply is the whole object — as kube-apiserver does.
+   */
+  #patchStatus(path: string, rec: RecordedRequest, res: ServerResponse): void {
+    const m = /^\/apis\/([^/]+)\/([^/]+)\/namespaces\/([^/]+)\/([^/]+)\/([^/]+)\/status$/.exec(path);
+    const kind = m === null ? undefined : Object.keys(DOUBLE_KINDS).find((k) => DOUBLE_KINDS[k]?.path === `/apis/${m[1]}/${m[2]}/${m[4]}`);
+    if (m === null || kind === undefined || DOUBLE_KINDS[kind]?.builtin === true) return this.#json(res, 404, status(404, 'NotFound', 'the server could not find the requested resource'));
+    rec.kind = kind;
+    if (rec.contentType?.split(';')[0]?.trim() !== 'application/merge-patch+json') {
+      return this.#json(res, 415, status(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml`));
+    }
+    const failure = this.#patchFailures.shift();
+    if (failure !== undefined) return this.#json(res, failure, status(failure, REASONS[failure] ?? 'InternalError', `injected failure ${failure}`));
+    const [ns = '', name = ''] = [m[3], m[5]];
+    const byKey = this.#kindMap(kind);
+    const prev = byKey.get(this.#key(ns, name));
+    if (prev === undefined) return this.#json(res, 404, status(404, 'NotFound', `${DOUBLE_KINDS[kind]?.path.split('/').pop() ?? kind} "${name}" not found`));
+    const patch = (rec.body ?? {}) as Record<string, unknown>;
+    const obj = structuredClone(prev.obj);
+    const merged = mergePatch({ status: obj['status'] }, { status: patch['status'] }) as Record<string, unknown>;
+    if (merged['status'] === undefined) delete obj['status'];
+    else obj['status'] = merged['status'];
+    const rv = ++this.#rv;
+    (obj['metadata'] as Record<string, unknown>)['resourceVersion'] = String(rv);
+    byKey.set(this.#key(ns, name), { obj, rv });
+    this.statusPatches.push({ kind, namespace: ns, name, body: rec.body });
+    this.#emit({ rv, kind, type: 'MODIFIED', object: obj });
+    this.#json(res, 200, obj);
   }
 
   #list(kind: string, query: Record<string, string>, res: ServerResponse): void {

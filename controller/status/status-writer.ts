@@ -1,0 +1,94 @@
+/**
+ * Writes `Accepted` status conditions to Kubernetes for the resources the controller owns
+ * status of, after each model build: merge patches on the status subresource, only for
+ * objects whose shown condition differs from what it should be, one request at a time.
+ */
+import { CustomObjectsApi, setHeaderOptions } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from '../../common/log.ts';
+import { errorMessage } from '../../common/errors.ts';
+import type { StoreReader } from '../store.ts';
+import type { InvalidResource } from '../model/labels.ts';
+import { STATUS_KINDS, planStatus } from './conditions.ts';
+import type { StatusPatch } from './conditions.ts';
+
+/** Something that reports resource validity back where users look for it. */
+export interface StatusWriter {
+  /** Called after every build with the store and the build's invalid resources; must not throw. */
+  update(store: StoreReader, invalid: readonly InvalidResource[]): void;
+  /** Waits for writes in flight; later updates are ignored. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Sends one status merge patch; rejects with the API error. */
+export type PatchStatusFn = (p: StatusPatch) => Promise<void>;
+
+/** A PatchStatusFn on a cluster: `PATCH .../<plural>/<name>/status`, `application/merge-patch+json`. */
+export function kubernetesPatcher(kc: KubeConfig): PatchStatusFn {
+  const api = kc.makeApiClient(CustomObjectsApi);
+  const opts = setHeaderOptions('Content-Type', 'application/merge-patch+json');
+  return async (p) => {
+    const k = STATUS_KINDS[p.kind];
+    if (k === undefined) throw new Error(`no status for kind ${p.kind}`);
+    await api.patchNamespacedCustomObjectStatus({ group: k.group, version: k.version, plural: k.plural, namespace: p.namespace, name: p.name, body: p.body, fieldManager: 'rondo-controller' }, opts);
+  };
+}
+
+/** StatusWriter for the Kubernetes source. */
+export class KubernetesStatusWriter implements StatusWriter {
+  readonly #patch: PatchStatusFn;
+  readonly #log: Logger;
+  readonly #now: () => Date;
+  readonly #onWrite: ((p: StatusPatch, ok: boolean) => void) | undefined;
+  /** Last signature sent per object, so a write the watch has not echoed yet is not resent. */
+  readonly #written = new Map<string, string>();
+  #latest: { store: StoreReader; invalid: readonly InvalidResource[] } | undefined;
+  #running: Promise<void> | undefined;
+  #closed = false;
+
+  constructor(o: { patch: PatchStatusFn; log: Logger; now?: () => Date; onWrite?: (p: StatusPatch, ok: boolean) => void }) {
+    this.#patch = o.patch;
+    this.#log = o.log;
+    this.#now = o.now ?? (() => new Date());
+    this.#onWrite = o.onWrite;
+  }
+
+  update(store: StoreReader, invalid: readonly InvalidResource[]): void {
+    if (this.#closed) return;
+    this.#latest = { store, invalid };
+    this.#running ??= this.#drain().finally(() => { this.#running = undefined; });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#running;
+  }
+
+  /** Plans against the newest build until nothing new arrived while writing. */
+  async #drain(): Promise<void> {
+    while (this.#latest !== undefined && !this.#closed) {
+      const { store, invalid } = this.#latest;
+      this.#latest = undefined;
+      for (const p of planStatus(store, invalid, this.#written, this.#now())) {
+        if (this.#closed) return;
+        const key = `${p.kind}/${p.namespace}/${p.name}`;
+        try {
+          await this.#patch(p);
+          this.#written.set(key, p.signature);
+          this.#onWrite?.(p, true);
+          this.#log.info('status written', { kind: p.kind, namespace: p.namespace, name: p.name, accepted: p.accepted });
+        } catch (e) {
+          // Not remembered: the next build (e.g. the object's next watch event) tries again.
+          this.#written.delete(key);
+          this.#onWrite?.(p, false);
+          this.#log.warn('status write failed; will retry on the next change', { kind: p.kind, namespace: p.namespace, name: p.name, err: errorMessage(e), hint: 'check the controller RBAC: patch on <plural>/status' });
+        }
+      }
+      // Forget objects that are gone, so the map does not grow with churn.
+      for (const key of this.#written.keys()) {
+        const [kind = '', ns, name = ''] = key.split('/');
+        if (store.get(kind, ns, name) === undefined) this.#written.delete(key);
+      }
+    }
+  }
+}
