@@ -116,7 +116,10 @@ export class DataPlane {
         originalDestination: (s) => dp.#origDst(s),
         credentialsFor: (dst) => dp.#credentialsFor(dst),
         onTunnel: (t) => dp.#onTunnel(t),
-        onRefused: (reason) => dp.#m.refused(reason === 'unknown_destination' ? 'unknown_destination' : 'other'),
+        onRefused: (reason) => {
+          dp.#m.hboneRefused(reason);
+          dp.#m.refused(reason === 'unknown_destination' ? 'unknown_destination' : 'other');
+        },
       });
     } catch (e) {
       dp.#outbound.close();
@@ -265,7 +268,7 @@ export class DataPlane {
       const t = this.#track({ direction: 'outbound', src: base.src ?? '', dst: `${ip}:${port}`, via }, [socket, up]);
       const cm = this.#m.connection(labels);
       const started = Date.now();
-      void pump(socket, up, { aToB: (n) => cm.addSent(n), bToA: (n) => cm.addReceived(n) }).then((r) => {
+      void pump(socket, up, { aToB: (n) => cm.addReceived(n), bToA: (n) => cm.addSent(n) }).then((r) => {
         cm.close();
         if (key !== undefined) this.#picker.release(key);
         this.#open.delete(t.info.id);
@@ -308,7 +311,7 @@ export class DataPlane {
       this.#tunnels++;
       this.#poolGauges();
       socket.resume();
-      void pump(socket, stream, { aToB: (n) => cm.addSent(n), bToA: (n) => cm.addReceived(n) }).then((r) => {
+      void pump(socket, stream, { aToB: (n) => cm.addReceived(n), bToA: (n) => cm.addSent(n) }).then((r) => {
         cm.close();
         if (key !== undefined) this.#picker.release(key);
         this.#open.delete(t.info.id);

@@ -106,12 +106,16 @@ export class ConnectionMetrics {
     this.#closedChild = children.closed;
   }
 
-  /** Counts bytes sent toward the destination (by the reporter, Istio's sent_bytes). */
+  /**
+   * Counts response bytes (destination -> source). Istio defines sent/received from the
+   * server's side for BOTH reporters (sent = during response, received = during request),
+   * so a source and a destination report of one connection show the same numbers.
+   */
   addSent(n: number): void {
     this.#sent += n;
   }
 
-  /** Counts bytes received from the destination. */
+  /** Counts request bytes (source -> destination), Istio's received_bytes. */
   addReceived(n: number): void {
     this.#received += n;
   }
@@ -164,6 +168,7 @@ export class AgentMetrics {
   readonly #pool: Gauge<string>;
   readonly #refused: Counter<string>;
   readonly #audit: Counter<string>;
+  readonly #hboneRefused: Counter<string>;
 
   constructor(o: AgentMetricsOptions = {}) {
     this.registry = o.registry ?? new Registry();
@@ -214,6 +219,14 @@ export class AgentMetrics {
       labelNames: ['policy', 'decision'],
       registers,
     });
+    // The HBONE server's reasons are a fixed set in common/hbone-server.ts (tls_handshake,
+    // bad_authority, header_too_large, ...), so the label stays bounded.
+    this.#hboneRefused = new Counter({
+      name: 'rondo_agent_hbone_refused_total',
+      help: 'Connections or CONNECT streams refused on the HBONE port, by reason',
+      labelNames: ['reason'],
+      registers,
+    });
     const open = this.#open;
     new Gauge({
       name: 'rondo_agent_open_connections',
@@ -253,6 +266,11 @@ export class AgentMetrics {
   /** Counts one refused connection. */
   refused(reason: RefuseReason): void {
     this.#refused.inc({ reason });
+  }
+
+  /** Counts one refusal on the HBONE port (bad TLS, not HTTP/2, bad CONNECT, ...). */
+  hboneRefused(reason: string): void {
+    this.#hboneRefused.inc({ reason });
   }
 
   /** Counts AUDIT policy matches of one authorization decision. */

@@ -142,3 +142,24 @@ t.test('HBONE to a pod that is not on this node is refused with 404', async (t) 
   t.equal(r.error, 'ECONNRESET');
   t.ok(logs.some((l) => l.outcome === 'refused' && l.direction === 'outbound'));
 });
+
+t.test('both reporters count request bytes as received and response bytes as sent (Istio semantics)', async (t) => {
+  // A server whose answer is twice the request, so the two directions cannot be confused.
+  const doubler = net.createServer({ allowHalfOpen: true }, (s) => { s.on('error', () => undefined); s.on('data', (d) => { s.write(d); s.write(d); }); s.on('end', () => s.end()); });
+  await new Promise<void>((r) => doubler.listen(0, B_IP, r));
+  t.teardown(() => doubler.close());
+  const bytes = async (m: AgentMetrics, name: string, reporter: string): Promise<number> => {
+    const re = new RegExp(`^${name}\\{reporter="${reporter}",source_workload="a"[^}]*destination_workload="b"[^}]*\\} (\\d+)$`, 'm');
+    return Number(re.exec(await m.registry.metrics())?.[1] ?? 0);
+  };
+  const read = async (): Promise<number[]> => [
+    await bytes(m1, 'istio_tcp_received_bytes_total', 'source'), await bytes(m1, 'istio_tcp_sent_bytes_total', 'source'),
+    await bytes(m2, 'istio_tcp_received_bytes_total', 'destination'), await bytes(m2, 'istio_tcp_sent_bytes_total', 'destination'),
+  ];
+  const before = await read();
+  const r = await roundTrip(dp1.ports.outbound, '127.0.1.254', A_IP, { ip: B_IP, port: (doubler.address() as net.AddressInfo).port }, '0123456789');
+  t.equal(r.data, '01234567890123456789');
+  await new Promise((res) => setTimeout(res, 50));
+  const after = await read();
+  t.same(after.map((v, i) => v - before[i]!), [10, 20, 10, 20], 'source and destination: received 10 (request), sent 20 (response)');
+});

@@ -71,6 +71,8 @@ t.test('health metrics: config age and version, controller link, certificates, p
   m.refused('policy_denied');
   m.refused(refuseReasonOf('source not enrolled: no pod on node node-1 has IP 10.244.1.200'));
   m.audited(['demo/audit-evil'], false);
+  m.hboneRefused('bad_authority');
+  m.hboneRefused('bad_authority');
   text = await m.exposition();
   t.equal(sample(text, 'rondo_agent_config_age_seconds'), 2.5);
   t.equal(sample(text, 'rondo_agent_config_version'), 42);
@@ -81,6 +83,7 @@ t.test('health metrics: config age and version, controller link, certificates, p
   t.equal(sample(text, 'rondo_agent_refused_connections_total', 'reason="policy_denied"'), 1);
   t.equal(sample(text, 'rondo_agent_refused_connections_total', 'reason="source_not_enrolled"'), 1);
   t.equal(sample(text, 'rondo_agent_policy_audit_total', 'policy="demo/audit-evil"', 'decision="deny"'), 1);
+  t.equal(sample(text, 'rondo_agent_hbone_refused_total', 'reason="bad_authority"'), 2, 'HBONE refusals keep their reason');
 });
 
 t.test('refuseReasonOf maps decision and authz messages to bounded reasons', (t) => {
