@@ -68,7 +68,7 @@ export function parseControllerFlags(argv: string[]): ControllerFlags {
     caDir: need('ca-dir'),
     tokens: need('tokens'),
     trustDomain,
-    certTtlSeconds: int('cert-ttl', values['cert-ttl'], 24 * 3600, 60, 365 * 24 * 3600),
+    certTtlSeconds: int('cert-ttl', values['cert-ttl'], 24 * 3600, 10, 365 * 24 * 3600),
     debounceMs: int('debounce-ms', values['debounce-ms'], 50, 0, 60_000),
     pushPort: int('push-port', values['push-port'], 15012, 0, 65535),
     metricsPort: int('metrics-port', values['metrics-port'], 15014, 0, 65535),

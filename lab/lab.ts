@@ -340,6 +340,48 @@ export class Lab {
     }
   }
 
+  /**
+   * Stops a recorded mesh process (`controller`, `node-agent/<node>`) and starts it again with
+   * the same command line and log (tests: agent restart), then waits for its readiness URL.
+   */
+  async restartMeshProcess(name: string, o: { timeoutMs?: number; repo?: string } = {}): Promise<void> {
+    const e = this.procEntry(name);
+    if (e === undefined || (e.role !== 'controller' && e.role !== 'node-agent')) {
+      const known = this.record.entries.filter((x) => x.kind === 'process' && (x.role === 'controller' || x.role === 'node-agent')).map((x) => x.kind === 'process' ? x.name : '');
+      throw new RondoError('RONDO_E_LAB_NO_PROCESS', `no mesh process "${name}" in lab ${this.name}; known: ${known.join(', ') || 'none (is spec.mesh true?)'}`);
+    }
+    await killGroup(e);
+    for (let i = 0; i < 100 && isOurs(e); i++) await new Promise((r) => setTimeout(r, 50));
+    const repo = o.repo ?? REPO_ROOT;
+    const env = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/root', RONDO_LAB: this.name };
+    const logs = join(this.runDir, 'logs');
+    const timeoutMs = o.timeoutMs ?? 30_000;
+    if (e.role === 'controller') {
+      const ctl = startInNetns({
+        netns: this.plan.controller.netns, env, cwd: REPO_ROOT, log: join(logs, 'controller.log'), exitFile: join(logs, 'controller.exit'),
+        argv: controllerArgv({ node: process.execPath, repo, stateDir: this.stateDir, runDir: this.runDir, plan: this.plan }),
+      });
+      this.record.replaceProcess({ kind: 'process', role: 'controller', name, ...ctl });
+      const url = `http://${this.plan.controller.ip}:${MESH_PORTS.controllerHttp}/healthz/ready`;
+      await waitFor({ what: `controller (${url})`, proc: ctl, timeoutMs, check: async () => (await httpGetInNetns(this.run, this.plan.controller.netns, url, 1)).status === 200 });
+      return;
+    }
+    const n = this.plan.nodes.find((x) => `node-agent/${x.name}` === name)!;
+    const a = startInNetns({
+      netns: n.netns, env, cwd: REPO_ROOT, log: join(logs, `agent-${n.name}.log`), exitFile: join(logs, `agent-${n.name}.exit`),
+      argv: agentArgv({ node: process.execPath, repo, runDir: this.runDir, plan: this.plan, nodeName: n.name, tokenFile: join(meshPaths(this.runDir).tokenDir, `${n.name}.token`) }),
+    });
+    this.record.replaceProcess({ kind: 'process', role: 'node-agent', name, ...a });
+    const url = `http://${n.ip}:${MESH_PORTS.agentHealth}/healthz/ready`;
+    await waitFor({ what: `node agent ${n.name} (${url})`, proc: a, timeoutMs, check: async () => (await httpGetInNetns(this.run, n.netns, url, 1)).status === 200 });
+  }
+
+  /** Pid of a recorded process (`controller`, `node-agent/<node>`, `pod/<ns>/<name>`) while it runs, else undefined. */
+  processPid(name: string): number | undefined {
+    const e = this.procEntry(name);
+    return e !== undefined && isOurs(e) ? e.pid : undefined;
+  }
+
   private procEntry(name: string): Extract<RecordEntry, { kind: 'process' }> | undefined {
     const e = this.record.entries.find((x) => x.kind === 'process' && x.name === name);
     return e?.kind === 'process' ? e : undefined;

@@ -40,7 +40,9 @@ export function writeTokens(runDir: string, plan: LabPlan): Map<string, string> 
 /** Command line of the controller (contract). */
 export function controllerArgv(o: { node: string; repo: string; stateDir: string; runDir: string; plan: LabPlan }): string[] {
   const p = meshPaths(o.runDir);
-  return [o.node, join(o.repo, 'controller', 'main.ts'), '--files', o.stateDir, '--listen', o.plan.controller.ip, '--ca-dir', p.ca, '--tokens', p.tokens];
+  const ttl = o.plan.meshOptions?.certTtlSeconds;
+  return [o.node, join(o.repo, 'controller', 'main.ts'), '--files', o.stateDir, '--listen', o.plan.controller.ip, '--ca-dir', p.ca, '--tokens', p.tokens,
+    ...(ttl !== undefined ? ['--cert-ttl', String(ttl)] : [])];
 }
 
 /** Command line of one node agent (contract). */

@@ -3,7 +3,7 @@
  * address and pod placement — so the whole layout is decided (and tested) before any I/O.
  */
 import { InvalidInputError } from '../common/errors.ts';
-import type { LabSpec, NamespaceSpec, ServicePortSpec } from './spec.ts';
+import type { LabSpec, MeshOptions, NamespaceSpec, ServicePortSpec } from './spec.ts';
 import { cidrContains, cidrSize, cidrsOverlap, intToIp, ipToInt, parseCidr } from './ipam.ts';
 import type { Cidr } from './ipam.ts';
 import type { KubeObject } from '../controller/sources/types.ts';
@@ -23,6 +23,8 @@ export interface ServicePlan {
 /** The whole topology. */
 export interface LabPlan {
   name: string; mesh: boolean; podCIDR: string; serviceCIDR: string; underlayCIDR: string;
+  /** Extra settings of the mesh processes (`spec.meshOptions`); absent in plans saved by older labs. */
+  meshOptions?: MeshOptions;
   bridge: { netns: string; device: string };
   controller: { netns: string; ip: string; bridgePort: string };
   nodes: NodePlan[]; pods: PodPlan[]; services: ServicePlan[]; namespaces: NamespaceSpec[]; extra: KubeObject[];
@@ -117,7 +119,7 @@ export function planLab(spec: LabSpec, hostAddresses: readonly string[] = []): L
     return { namespace: s.namespace, name: s.name, labels: s.labels, selector: s.selector, clusterIP, ports: s.ports, endpoints };
   });
   return {
-    name: L, mesh: spec.lab.mesh, podCIDR: pod.text, serviceCIDR: svc.text, underlayCIDR: under.text,
+    name: L, mesh: spec.lab.mesh, meshOptions: spec.lab.meshOptions, podCIDR: pod.text, serviceCIDR: svc.text, underlayCIDR: under.text,
     bridge: { netns: `${L}-br`, device: 'br0' },
     controller: { netns: `${L}-ctl`, ip: intToIp(under.base + 2), bridgePort: 'ctl' },
     nodes, pods, services, namespaces: spec.namespaces, extra: spec.extra,

@@ -14,7 +14,13 @@ export const USER_KINDS = ['Gateway', 'HTTPRoute', 'GRPCRoute', 'AuthorizationPo
 export const GENERATED_KINDS = ['Pod', 'Node', 'EndpointSlice'] as const;
 
 /** The `kind: Lab` section with defaults applied. */
-export interface LabSettings { name: string; nodes: number; podCIDR: string; serviceCIDR: string; underlayCIDR: string; mesh: boolean }
+export interface LabSettings {
+  name: string; nodes: number; podCIDR: string; serviceCIDR: string; underlayCIDR: string; mesh: boolean;
+  /** `spec.meshOptions`: extra settings passed to the mesh processes (e.g. short certificates for renewal tests). */
+  meshOptions: MeshOptions;
+}
+/** `spec.meshOptions` of the Lab document. */
+export interface MeshOptions { certTtlSeconds?: number }
 /** A Namespace of the spec. */
 export interface NamespaceSpec { name: string; labels: Record<string, string> }
 /** A Deployment reduced to what the lab runs: one process per replica. */
@@ -180,7 +186,19 @@ function parseLab(d: SourceDoc): LabSettings {
     serviceCIDR: f.str(['spec', 'serviceCIDR'], { optional: true }) ?? LAB_DEFAULTS.serviceCIDR,
     underlayCIDR: f.str(['spec', 'underlayCIDR'], { optional: true }) ?? LAB_DEFAULTS.underlayCIDR,
     mesh: f.bool(['spec', 'mesh'], LAB_DEFAULTS.mesh),
+    meshOptions: parseMeshOptions(d, f),
   };
+}
+
+// Short TTLs exist for renewal tests; below 10 s the half-life renewal has no room for a retry.
+function parseMeshOptions(d: SourceDoc, f: Fields): MeshOptions {
+  const o = get(d.obj, ['spec', 'meshOptions']);
+  if (o === undefined || o === null) return {};
+  if (typeof o !== 'object' || Array.isArray(o)) throw fieldError(d, ['spec', 'meshOptions'], 'must be a mapping');
+  const unknown = Object.keys(o).find((k) => k !== 'certTtlSeconds');
+  if (unknown !== undefined) throw fieldError(d, ['spec', 'meshOptions', unknown], 'unknown field (known: certTtlSeconds)');
+  const ttl = get(o, ['certTtlSeconds']);
+  return ttl === undefined ? {} : { certTtlSeconds: f.int(['spec', 'meshOptions', 'certTtlSeconds'], undefined, 10, 365 * 24 * 3600) };
 }
 
 function parseNamespace(d: SourceDoc): NamespaceSpec {
@@ -264,7 +282,7 @@ function unknownKind(d: SourceDoc): InvalidInputError {
 export function parseLabSpec(text: string, file: string): LabSpec {
   const docs = readDocuments(text, file);
   let lab: LabSettings | undefined;
-  const out: LabSpec = { lab: { ...LAB_DEFAULTS }, namespaces: [], deployments: [], services: [], extra: [] };
+  const out: LabSpec = { lab: { ...LAB_DEFAULTS, meshOptions: {} }, namespaces: [], deployments: [], services: [], extra: [] };
   const seen = new Map<string, SourceDoc>();
   for (const d of docs) {
     const f = new Fields(d);

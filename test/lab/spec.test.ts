@@ -63,3 +63,12 @@ t.test('mesh resources pass through with a default namespace', (t) => {
   t.equal(s.extra[0]?.kind, 'AuthorizationPolicy');
   t.end();
 });
+
+t.test('spec.meshOptions.certTtlSeconds is parsed, bounded, and unknown options are refused', (t) => {
+  const lab = (opts: string): string => `apiVersion: lab.rondo.dev/v1\nkind: Lab\nspec:\n  mesh: true\n  meshOptions:\n${opts}`;
+  t.same(parseLabSpec(lab('    certTtlSeconds: 20\n'), 'l.yaml').lab.meshOptions, { certTtlSeconds: 20 });
+  t.same(parseLabSpec('apiVersion: lab.rondo.dev/v1\nkind: Lab\nspec: { mesh: true }\n', 'l.yaml').lab.meshOptions, {});
+  t.throws(() => parseLabSpec(lab('    certTtlSeconds: 5\n'), 'l.yaml'), { message: /l\.yaml:6: .*spec\.meshOptions\.certTtlSeconds: must be an integer from 10/ });
+  t.throws(() => parseLabSpec(lab('    certTTL: 20\n'), 'l.yaml'), { message: /spec\.meshOptions\.certTTL: unknown field \(known: certTtlSeconds\)/ });
+  t.end();
+});
