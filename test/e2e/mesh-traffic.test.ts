@@ -1,0 +1,115 @@
+// Issue 4 §7 in a real lab (controller, node agents, iptables, TLS): unmodified clients reach
+// services by name and VIP and pods by IP, across nodes and on the same node; the underlay
+// only carries TLS to 15008 (or the controller's 15012); TCP metrics count the app bytes.
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { labSkipReason, withLab } from '../helpers/lab.ts';
+import { captureBridge, sample, scrapeAgent, scratchDir, tcpPackets, tcpSend, waitUntil } from '../helpers/mesh.ts';
+
+const skip = labSkipReason();
+const deployment = (name: string, node: string, command: string): string => `---
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: ${name}, namespace: demo }
+spec:
+  replicas: 1
+  selector: { matchLabels: { app: ${name} } }
+  template:
+    metadata: { labels: { app: ${name}, version: v1 } }
+    spec:
+      serviceAccountName: ${name}
+      nodeName: ${node}
+      containers: [{ name: c, image: x, command: [${command}] }]
+`;
+const service = (name: string, target: number): string => `---
+apiVersion: v1
+kind: Service
+metadata: { name: ${name}, namespace: demo }
+spec:
+  selector: { app: ${name} }
+  ports: [{ port: 80, targetPort: ${target} }]
+`;
+const spec = `apiVersion: lab.rondo.dev/v1
+kind: Lab
+spec: { nodes: 2, mesh: true }
+---
+apiVersion: v1
+kind: Namespace
+metadata: { name: demo, labels: { rondo.dev/dataplane-mode: ambient } }
+${deployment('far', 'node-2', 'rondo-demo, tcp-echo, --port, "9000"')}${service('far', 9000)}
+${deployment('near', 'node-1', 'rondo-demo, tcp-echo, --port, "9000"')}${service('near', 9000)}
+${deployment('web', 'node-2', 'rondo-demo, echo, --port, "8080", --body-bytes, "3000"')}${service('web', 8080)}
+${deployment('client', 'node-1', 'rondo-demo, tcp-echo, --port, "9001"')}`;
+
+t.test('mesh traffic in a lab', { skip: skip ?? false, timeout: 180_000 }, async (t) => {
+  const lab = await withLab(t, spec);
+  const dir = scratchDir(t);
+  await Promise.all([lab.waitForPort('demo/far', 9000, 20_000), lab.waitForPort('demo/near', 9000, 20_000), lab.waitForPort('demo/web', 8080, 20_000)]);
+  // The agents were ready when up() returned; the first HBONE connection still pays for the
+  // certificate, so allow a bounded warm-up.
+  await waitUntil('first mesh connection client -> far', async () => (await tcpSend(lab, 'demo/client', lab.podIp('demo/far'), 9000, 'warm')).stdout === 'warm', 20_000, 250);
+
+  await t.test('unmodified clients reach services by name and VIP and pods by IP, across nodes and on one node; the underlay only sees TLS to 15008', async (t) => {
+    const cap = await captureBridge(t, lab, dir);
+    const marker = `rondo-secret-${randomBytes(8).toString('hex')}`;
+    const targets: [string, string, number][] = [
+      ['far by name', 'far.demo', 80], ['far by full name', 'far.demo.svc.cluster.local', 80], ['far by VIP', lab.serviceIp('demo/far'), 80], ['far by pod IP', lab.podIp('demo/far'), 9000],
+      ['near by name', 'near', 80], ['near by VIP', lab.serviceIp('demo/near'), 80], ['near by pod IP', lab.podIp('demo/near'), 9000],
+    ];
+    for (const [what, host, port] of targets) {
+      const r = await tcpSend(lab, 'demo/client', host, port, `${marker}-${what}`);
+      t.equal(r.stdout, `${marker}-${what}`, `${what}: echoed (${r.stderr.trim().split('\n').pop() ?? ''})`);
+    }
+    const curl = await lab.exec('demo/client', ['curl', '-s', '-m', '5', '-o', '/dev/null', '-w', '%{http_code}', '--data-binary', marker, `http://web.demo/${marker}`], { allowFail: true });
+    t.equal(curl.stdout, '200', 'curl reaches an HTTP service on the other node by name');
+    await cap.stop();
+
+    const bytes = readFileSync(cap.file);
+    t.ok(bytes.length > 24, 'capture written');
+    t.equal(bytes.indexOf(marker), -1, 'the marker never crosses the underlay in plaintext');
+    const packets = await tcpPackets(cap.file);
+    const toHbone = packets.filter((p) => p.dport === 15008 && p.dst === lab.podIp('demo/far'));
+    t.ok(toHbone.length > 0, `node-1 -> far's HBONE port seen on the underlay (${packets.length} TCP packets)`);
+    const allowed = new Set([15008, 15012]);
+    const stray = packets.filter((p) => !allowed.has(p.sport) && !allowed.has(p.dport));
+    t.same(stray.map((p) => p.line), [], 'every TCP packet on the underlay is to or from 15008 (HBONE) or 15012 (controller)');
+  });
+
+  await t.test('TCP metrics of both agents match the application bytes exactly', async (t) => {
+    const series = ['source_workload="client"', 'source_workload_namespace="demo"', 'destination_workload="web"', 'connection_security_policy="mutual_tls"'];
+    const read = async (): Promise<Record<string, number>> => {
+      const [m1, m2] = await Promise.all([scrapeAgent(lab, 'node-1'), scrapeAgent(lab, 'node-2')]);
+      return {
+        srcSent: sample(m1, 'istio_tcp_sent_bytes_total', 'reporter="source"', ...series),
+        srcRecv: sample(m1, 'istio_tcp_received_bytes_total', 'reporter="source"', ...series),
+        srcClosed: sample(m1, 'istio_tcp_connections_closed_total', 'reporter="source"', ...series),
+        dstSent: sample(m2, 'istio_tcp_sent_bytes_total', 'reporter="destination"', ...series),
+        dstRecv: sample(m2, 'istio_tcp_received_bytes_total', 'reporter="destination"', ...series),
+        dstClosed: sample(m2, 'istio_tcp_connections_closed_total', 'reporter="destination"', ...series),
+      };
+    };
+    const before = await read();
+    const body = 'x'.repeat(1234);
+    const r = await lab.exec('demo/client', ['curl', '-s', '-m', '5', '-o', '/dev/null', '-w', '%{http_code} %{size_request} %{size_upload} %{size_header} %{size_download}',
+      '--data-binary', body, 'http://web.demo/metrics-check'], { allowFail: true });
+    const [code, sizeRequest, sizeUpload, sizeHeader, sizeDownload] = r.stdout.split(' ').map(Number);
+    t.equal(code, 200, 'request answered');
+    t.equal(sizeUpload, 1234);
+    t.equal(sizeDownload, 3000, 'the echo sent its fixed 3000-byte body');
+    const request = sizeRequest!; // curl's size_request already includes the uploaded body
+    t.ok(request > 1234, 'request bytes include headers and body');
+    const response = sizeHeader! + sizeDownload!;
+    let after = before;
+    await waitUntil('both agents to count the closed connection', async () => {
+      after = await read();
+      return after['srcClosed']! > before['srcClosed']! && after['dstClosed']! > before['dstClosed']!;
+    }, 10_000, 250);
+    const delta = (k: string): number => after[k]! - before[k]!;
+    // Istio's definition for both reporters: received = request bytes, sent = response bytes.
+    t.equal(delta('srcRecv'), request, `source reporter: received_bytes = request bytes (${request})`);
+    t.equal(delta('srcSent'), response, `source reporter: sent_bytes = response bytes (${response})`);
+    t.equal(delta('dstRecv'), request, 'destination reporter: received_bytes = request bytes');
+    t.equal(delta('dstSent'), response, 'destination reporter: sent_bytes = response bytes');
+  });
+});
