@@ -5,7 +5,7 @@
  * and the controller's memory. The proxies run in a child process, so the controller's
  * figures are its own.
  *
- *   node bench/control-plane.ts [--pods 10000] [--services 1000] [--proxies 100] [--changes 50]
+ *   node bench/control-plane.ts [--pods 10000] [--services 1000] [--proxies 100] [--changes 50] [--text-frames]
  */
 import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -20,6 +20,7 @@ import { ModelBuilder } from '../controller/model/build.ts';
 import { ObjectStore } from '../controller/store.ts';
 import { createLogger } from '../common/log.ts';
 import type { KubeObject, ResourceSink } from '../controller/sources/types.ts';
+import { FRAME_ENCODING, FRAME_ENCODING_HEADER, frameText } from '../common/wire.ts';
 import type { ProxyIdentity } from '../common/wire.ts';
 
 const { values } = parseArgs({
@@ -27,6 +28,8 @@ const { values } = parseArgs({
     pods: { type: 'string', default: '10000' }, services: { type: 'string', default: '1000' },
     proxies: { type: 'string', default: '100' }, changes: { type: 'string', default: '50' },
     child: { type: 'string' }, ca: { type: 'string' },
+    /** Proxies announce no frame encoding: the controller sends text frames (before the change). */
+    'text-frames': { type: 'boolean', default: false },
   },
 });
 
@@ -39,10 +42,12 @@ if (values.child !== undefined) {
   const ca = readFileSync(values.ca ?? '', 'utf8');
   let ready = 0;
   for (let i = 0; i < n; i++) {
-    const ws = new WebSocket(url, { ca: [ca], headers: { authorization: `Bearer ${token(i)}` }, maxPayload: 256 * 1024 * 1024 });
+    const headers: Record<string, string> = { authorization: `Bearer ${token(i)}` };
+    if (values['text-frames'] !== true) headers[FRAME_ENCODING_HEADER] = FRAME_ENCODING;
+    const ws = new WebSocket(url, { ca: [ca], headers, maxPayload: 256 * 1024 * 1024 });
     ws.on('open', () => ws.send(JSON.stringify({ type: 'hello', proxy: { kind: 'node-agent', node: `node-${i}` } })));
-    ws.on('message', (d) => {
-      const m = JSON.parse((d as Buffer).toString('utf8')) as { type: string; version: number; nonce: string };
+    ws.on('message', (d, isBinary) => {
+      const m = JSON.parse(frameText(d as Buffer, isBinary)) as { type: string; version: number; nonce: string };
       ws.send(JSON.stringify({ type: 'ack', version: m.version, nonce: m.nonce }));
       if (m.type === 'snapshot' && ++ready === n) process.send?.('ready');
     });
@@ -109,6 +114,7 @@ async function main(): Promise<void> {
   new ModelBuilder({ trustDomain: 'cluster.local', trustBundle: ['x'] }).build(store);
   const cold2 = performance.now() - t0;
 
+  const rssBeforeController = process.memoryUsage().rss;
   // Full controller with N proxies in a child process.
   const dir = mkdtempSync(join(tmpdir(), 'rondo-bench-'));
   const ca = await CertificateAuthority.loadOrCreate({ dir, trustDomain: 'cluster.local', ttlSeconds: 3600 });
@@ -124,10 +130,12 @@ async function main(): Promise<void> {
     },
   });
   const snapBytes = JSON.stringify({ w: [...snap.resources.workloads.values()], s: [...snap.resources.services.values()] }).length;
-  const child = fork(new URL(import.meta.url).pathname, ['--child', `wss://127.0.0.1:${ctl.ports.push}/rondo/v1/push`, '--proxies', String(proxies), '--ca', join(dir, 'root-cert.pem')], { stdio: 'inherit' });
+  const child = fork(new URL(import.meta.url).pathname, ['--child', `wss://127.0.0.1:${ctl.ports.push}/rondo/v1/push`, '--proxies', String(proxies), '--ca', join(dir, 'root-cert.pem'),
+    ...(values['text-frames'] === true ? ['--text-frames'] : [])], { stdio: 'inherit' });
   t0 = performance.now();
   await new Promise<void>((resolve) => child.once('message', () => resolve()));
   const initialPush = performance.now() - t0;
+  const rssAfterSnapshots = process.memoryUsage().rss;
 
   const lat: number[] = [];
   // Wait for a version's ACKs from every proxy, polling the server's own bookkeeping.
@@ -148,6 +156,10 @@ async function main(): Promise<void> {
   global.gc?.();
   const mem = process.memoryUsage();
   child.kill();
+  // Per-connection native buffers (TLS) go with their sockets: RSS once every proxy is gone.
+  for (let i = 0; i < 500 && ctl.proxies().length > 0; i++) await new Promise((r) => setTimeout(r, 10));
+  global.gc?.();
+  const rssDisconnected = process.memoryUsage().rss;
   await ctl.close();
   rmSync(dir, { recursive: true, force: true });
 
@@ -156,9 +168,9 @@ async function main(): Promise<void> {
     `  model build, cold:                 ${cold.toFixed(1)} ms (second cold run ${cold2.toFixed(1)} ms)`,
     `  model build, after one pod change: median ${pct(incrs, 50).toFixed(1)} ms, max ${pct(incrs, 100).toFixed(1)} ms (n=${incrs.length})`,
     `  node-agent view (JSON):            ${(snapBytes / 1024 / 1024).toFixed(1)} MB`,
-    `  initial snapshot to all proxies:   ${initialPush.toFixed(0)} ms`,
+    `  initial snapshot to all proxies:   ${initialPush.toFixed(0)} ms (${values['text-frames'] === true ? 'text frames' : 'shared deflated binary frames'}; rss then ${mb(rssAfterSnapshots)}, before the controller started ${mb(rssBeforeController)})`,
     `  one pod change -> all ${proxies} ACKs: median ${pct(lat, 50).toFixed(1)} ms, p99 ${pct(lat, 99).toFixed(1)} ms (n=${lat.length}, debounce excluded)`,
-    `  controller memory after the run:   rss ${mb(mem.rss)}, heap used ${mb(mem.heapUsed)} of ${mb(mem.heapTotal)}, external ${mb(mem.external)}; peak rss ${mb(process.resourceUsage().maxRSS * 1024)}`,
+    `  controller memory after the run:   rss ${mb(mem.rss)}, heap used ${mb(mem.heapUsed)} of ${mb(mem.heapTotal)}, external ${mb(mem.external)}, array buffers ${mb(mem.arrayBuffers)}; peak rss ${mb(process.resourceUsage().maxRSS * 1024)}; rss once all proxies disconnected ${mb(rssDisconnected)}`,
     `  machine load average at the end:   ${loadavg().map((x) => x.toFixed(1)).join(' ')} (shared 2-core box: absolute ms drift with it)`,
   ];
   process.stdout.write(lines.join('\n') + '\n');

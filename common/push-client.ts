@@ -9,11 +9,14 @@ import WebSocket from 'ws';
 import { Gauge, Counter, Registry } from 'prom-client';
 import {
   ControllerMessage,
+  FRAME_ENCODING,
+  FRAME_ENCODING_HEADER,
   MAX_MESSAGE_BYTES,
   PUSH_PATH,
   RESOURCE_TYPES,
   ResourceSchemas,
   describeZodError,
+  frameText,
 } from './wire.ts';
 import type { DeltaMessage, ProxyIdentity, Rejection, ResourceEntry, ResourceType, SnapshotMessage } from './wire.ts';
 import type { ProxyConfig } from './proxy-config.ts';
@@ -196,7 +199,8 @@ export class PushClient {
     const log = this.#o.log;
     const ws = new WebSocket(this.#url, {
       ca: this.#o.caPems,
-      headers: { authorization: `Bearer ${this.#o.token}` },
+      // Big snapshots come as one shared compressed binary frame (see wire.ts "Framing").
+      headers: { authorization: `Bearer ${this.#o.token}`, [FRAME_ENCODING_HEADER]: FRAME_ENCODING },
       maxPayload: MAX_MESSAGE_BYTES,
       minVersion: 'TLSv1.3',
       handshakeTimeout: 10_000,
@@ -214,8 +218,13 @@ export class PushClient {
     });
     ws.on('message', (data, isBinary) => {
       this.#lastSeen = Date.now();
-      if (isBinary) return this.#protocolError(ws, 'binary frame');
-      this.#onMessage(ws, rawText(data));
+      let text: string;
+      try {
+        text = frameText(rawBuffer(data), isBinary);
+      } catch (e) {
+        return this.#protocolError(ws, errorMessage(e));
+      }
+      this.#onMessage(ws, text);
     });
     ws.on('unexpected-response', (_req, res) => {
       log.warn('controller refused the push connection', { status: res.statusCode, hint: 'check the bootstrap token and the proxy identity' });
@@ -352,9 +361,9 @@ function toConfig(version: number, mesh: ProxyConfig['mesh'], maps: Maps): Proxy
   }) as unknown as ProxyConfig;
 }
 
-/** Text of a ws frame (Buffer, fragments or ArrayBuffer). */
-function rawText(data: WebSocket.RawData): string {
-  if (Buffer.isBuffer(data)) return data.toString('utf8');
-  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
-  return Buffer.from(data).toString('utf8');
+/** Bytes of a ws message (Buffer, fragments or ArrayBuffer). */
+function rawBuffer(data: WebSocket.RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
 }

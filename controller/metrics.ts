@@ -7,6 +7,7 @@ export interface ControllerMetrics {
   readonly registry: Registry;
   readonly connectedProxies: Gauge<'kind'>;
   readonly pushes: Counter<'type'>;
+  readonly pushBytes: Counter<'encoding'>;
   readonly pushLatency: Histogram;
   readonly acks: Counter;
   readonly nacks: Counter<'type'>;
@@ -31,6 +32,7 @@ export function createControllerMetrics(o: { registry?: Registry; defaults?: boo
     registry,
     connectedProxies: new Gauge({ name: 'rondo_controller_connected_proxies', help: 'Proxies connected to the push server', labelNames: ['kind'], registers }),
     pushes: new Counter({ name: 'rondo_controller_pushes_total', help: 'Snapshots and deltas sent', labelNames: ['type'], registers }),
+    pushBytes: new Counter({ name: 'rondo_controller_push_bytes_total', help: 'Bytes of snapshots and deltas sent, by frame encoding (deflate: shared compressed binary frames)', labelNames: ['encoding'], registers }),
     pushLatency: new Histogram({
       name: 'rondo_controller_push_latency_seconds',
       help: 'From a config change (version published) to the proxy ACK/NACK',

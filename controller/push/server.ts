@@ -13,13 +13,15 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { WebSocketServer, WebSocket } from 'ws';
-import { ProxyMessage, PUSH_PATH, describeZodError } from '../../common/wire.ts';
+import { inflateSync } from 'node:zlib';
+import { COMPRESS_MIN_BYTES, FRAME_ENCODING, FRAME_ENCODING_HEADER, ProxyMessage, PUSH_PATH, deflateMessage, describeZodError } from '../../common/wire.ts';
 import type { ProxyIdentity } from '../../common/wire.ts';
 import type { Logger } from '../../common/log.ts';
 import { RondoError, errorMessage } from '../../common/errors.ts';
 import { proxyKey } from './auth.ts';
 import type { Authenticator } from './auth.ts';
 import { diffViews, viewResources } from './view.ts';
+import { FrameWriter } from './frame-writer.ts';
 import type { ProxyView } from './view.ts';
 import type { ControllerMetrics } from '../metrics.ts';
 
@@ -63,10 +65,22 @@ export interface ProxyStatus {
   ackedVersion: number | null;
 }
 
-/** One serialized message, shared by every proxy that needs exactly it. */
+/**
+ * One serialized message, shared by every proxy that needs exactly it: a big one is held
+ * only compressed (the text form is made on demand for proxies that cannot inflate).
+ */
 interface Encoded {
   nonce: string;
-  data: Buffer;
+  text: Buffer | undefined;
+  deflated: Buffer | undefined;
+}
+
+/** Encodes a message once: deflated when big enough to matter, else plain text. */
+function encode(nonce: string, msg: Record<string, unknown>): Encoded {
+  const json = JSON.stringify(msg);
+  return json.length >= COMPRESS_MIN_BYTES
+    ? { nonce, text: undefined, deflated: deflateMessage(json) }
+    : { nonce, text: Buffer.from(json), deflated: undefined };
 }
 
 interface Sent {
@@ -78,10 +92,14 @@ interface Sent {
 
 interface Conn {
   ws: WebSocket;
+  /** Every message to the proxy goes through here (ordered, paced fragments). */
+  out: FrameWriter;
   proxy: ProxyIdentity;
   key: string;
   remote: string;
   connectedAt: number;
+  /** The proxy reads compressed binary frames (its upgrade request said so). */
+  deflate: boolean;
   helloed: boolean;
   /** What the proxy holds once it answers the in-flight message (or holds now). */
   sent: Sent | undefined;
@@ -229,12 +247,14 @@ export class PushServer {
       socket.destroy();
       return;
     }
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, proxy, remote));
+    const enc = req.headers[FRAME_ENCODING_HEADER];
+    const deflate = typeof enc === 'string' && enc.split(',').some((e) => e.trim() === FRAME_ENCODING);
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, proxy, remote, deflate));
   }
 
-  #accept(ws: WebSocket, proxy: ProxyIdentity, remote: string): void {
+  #accept(ws: WebSocket, proxy: ProxyIdentity, remote: string, deflate: boolean): void {
     const c: Conn = {
-      ws, proxy, key: proxyKey(proxy), remote, connectedAt: this.#now(), helloed: false,
+      ws, out: new FrameWriter(ws), proxy, key: proxyKey(proxy), remote, connectedAt: this.#now(), deflate, helloed: false,
       sent: undefined, inFlight: false, snapshotInFlight: false, behind: false, ackedVersion: undefined, alive: true,
     };
     this.#conns.add(c);
@@ -332,7 +352,7 @@ export class PushServer {
 
   async #sign(c: Conn, id: string, identity: string, csr: string): Promise<void> {
     const reply = (body: { chain?: string[]; error?: string }): void => {
-      if (c.ws.readyState === WebSocket.OPEN) c.ws.send(JSON.stringify({ type: 'cert', id, ...body }));
+      if (c.ws.readyState === WebSocket.OPEN) c.out.send(Buffer.from(JSON.stringify({ type: 'cert', id, ...body })), false);
     };
     if (this.#o.signCsr === undefined) {
       this.#o.metrics.csrs.inc({ result: 'refused' });
@@ -374,7 +394,7 @@ export class PushServer {
       msg = this.#snapshotCache.get(view);
       if (msg === undefined) {
         const nonce = this.#nonce();
-        msg = { nonce, data: Buffer.from(JSON.stringify({ type: 'snapshot', version: this.#version, nonce, mesh: view.mesh, resources: viewResources(view) })) };
+        msg = encode(nonce, { type: 'snapshot', version: this.#version, nonce, mesh: view.mesh, resources: viewResources(view) });
         this.#snapshotCache.set(view, msg);
       }
     } else {
@@ -391,7 +411,7 @@ export class PushServer {
         const nonce = this.#nonce();
         msg = d.size === 0 && d.mesh === undefined
           ? null
-          : { nonce, data: Buffer.from(JSON.stringify({ type: 'delta', version: this.#version, nonce, ...(d.mesh !== undefined ? { mesh: d.mesh } : {}), upserts: d.upserts, removes: d.removes })) };
+          : encode(nonce, { type: 'delta', version: this.#version, nonce, ...(d.mesh !== undefined ? { mesh: d.mesh } : {}), upserts: d.upserts, removes: d.removes });
         byTo.set(view, msg);
       }
       // Nothing changed for this proxy: it keeps its version, no message needed.
@@ -405,7 +425,15 @@ export class PushServer {
     }
     c.behind = false;
     this.#o.metrics.pushes.inc({ type });
-    c.ws.send(msg.data, { binary: false });
+    if (c.deflate && msg.deflated !== undefined) {
+      this.#o.metrics.pushBytes.inc({ encoding: 'deflate' }, msg.deflated.length);
+      c.out.send(msg.deflated, true);
+      return;
+    }
+    // An older proxy: text, inflated once per message and then shared like the rest.
+    msg.text ??= inflateSync(msg.deflated ?? Buffer.alloc(0));
+    this.#o.metrics.pushBytes.inc({ encoding: 'text' }, msg.text.length);
+    c.out.send(msg.text, false);
   }
 
   /** Frees c's snapshot slot (on its answer or its close) and starts the next waiting one. */

@@ -119,3 +119,24 @@ t.test('a controller that goes silent (no pings, no messages) is dropped and rec
   t.ok(conns >= 2, 'reconnected after the idle timeout');
   t.equal(c.config?.version, 1, 'config kept across the reconnect');
 });
+
+t.test('compressed binary frames are inflated and applied; one that inflates past the cap closes the connection', async (t) => {
+  const { deflateSync } = await import('node:zlib');
+  const { MAX_MESSAGE_BYTES } = await import('../../common/wire.ts');
+  let conn = 0;
+  const ctl = await fakeController(t, (ws) => {
+    const n = ++conn;
+    void next(ws).then(() => {
+      if (n === 1) ws.send(deflateSync(JSON.stringify({ type: 'snapshot', version: 3, nonce: 'z', mesh, resources: {} })), { binary: true });
+      else ws.send(deflateSync(Buffer.alloc(MAX_MESSAGE_BYTES + 1, 32)), { binary: true }); // whitespace bomb: ~64 KB on the wire
+    });
+  });
+  const registry = new Registry();
+  const c = new PushClient({ url: ctl.url, token: 'secret-token', proxy: { kind: 'node-agent', node: 'node-1' }, caPems: [ctl.ca], onConfig: () => undefined, log: quiet, registry, backoff: { initialMs: 10, maxMs: 20 } });
+  t.teardown(() => c.close());
+  c.start();
+  t.equal((await c.ready()).version, 3, 'snapshot from a binary frame applied');
+  await new Promise<void>((resolve) => { const tick = (): void => void (conn >= 2 ? resolve() : setTimeout(tick, 5)); tick(); });
+  await new Promise<void>((resolve) => { const tick = async (): Promise<void> => (/rondo_push_invalid_messages_total 1/.test(await registry.metrics()) ? resolve() : void setTimeout(() => void tick(), 5)); void tick(); });
+  t.equal(c.config?.version, 3, 'the bomb was refused, the last good config kept');
+});

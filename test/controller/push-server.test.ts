@@ -286,3 +286,35 @@ t.test('snapshots after a restart are paced: at most maxConcurrentSnapshots in f
   t.match(snapB, { type: 'snapshot', version: 2 }, 'then gets the latest version');
   t.match(await boxA.next(), { type: 'delta', version: 2 });
 });
+
+t.test('a big snapshot goes to every proxy as one shared deflated binary frame; an older proxy without the header gets text', async (t) => {
+  const big: Record<string, unknown> = {};
+  for (let i = 0; i < 400; i++) big[`uid-w${i}`] = wl(`w${i}`, `10.244.${i >> 8}.${i & 255}`);
+  const h = await setup(t, view(big));
+  h.publish(view(big));
+  const a = h.client();
+  const b = h.client({ token: 'node-2-token-0123456789', node: 'node-2' });
+  a.start();
+  b.start();
+  const [ca, cb] = await Promise.all([a.ready(), b.ready()]);
+  t.equal(ca.workloads.size, 400);
+  t.equal(cb.workloads.size, 400);
+  const bytes = await h.metrics.pushBytes.get();
+  const deflated = bytes.values.find((v) => v.labels['encoding'] === 'deflate')?.value ?? 0;
+  const json = JSON.stringify([...Object.values(big)]).length;
+  t.ok(deflated > 0 && deflated < json / 2, `two snapshots took ${deflated} bytes on the wire for ${json} bytes of workloads each`);
+
+  // A raw client that does not announce the encoding: plain JSON text, same content.
+  const legacy = await new Promise<WebSocket>((resolve, reject) => {
+    const ws = new WebSocket(h.url + PUSH_PATH, { ca: [h.tls.certPem], headers: { authorization: `Bearer ${TOKEN}` } });
+    t.teardown(() => ws.terminate());
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
+  await a.close(); // same proxy identity as the legacy socket
+  const frame = new Promise<{ isBinary: boolean; text: string }>((r) => legacy.once('message', (d, isBinary) => r({ isBinary, text: (d as Buffer).toString('utf8') })));
+  legacy.send(JSON.stringify({ type: 'hello', proxy: { kind: 'node-agent', node: 'node-1' } }));
+  const f = await frame;
+  t.equal(f.isBinary, false, 'text frame for a proxy without x-rondo-frame-encoding');
+  t.equal(Object.keys((JSON.parse(f.text) as { resources: { workloads: unknown[] } }).resources.workloads).length, 400);
+});
