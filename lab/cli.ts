@@ -78,6 +78,10 @@ export function formatStatus(s: LabStatus): string {
   else lines.push(...table([['MESH PROCESS', 'STATE', 'LOG'], ...s.mesh.map((m) => [m.name, m.state, m.log])]));
   if (s.proxies !== undefined) lines.push('', 'connected proxies:', JSON.stringify(s.proxies, null, 1));
   if (s.proxiesError !== undefined) lines.push('', `connected proxies: unknown (${s.proxiesError})`);
+  if (s.invalid !== undefined && s.invalid.length > 0) {
+    lines.push('', 'INVALID RESOURCES (left out of the mesh config; fix and re-apply):');
+    for (const r of s.invalid) lines.push(`  ${r.kind} ${r.namespace !== undefined ? `${r.namespace}/` : ''}${r.name}: ${r.reason}`);
+  }
   return lines.join('\n');
 }
 

@@ -43,6 +43,8 @@ export interface LabStatus {
   services: { namespace: string; name: string; clusterIP: string; ports: string; endpoints: number }[];
   mesh: { role: string; name: string; state: 'running' | 'exited'; log: string }[];
   proxies?: unknown; proxiesError?: string;
+  /** Resources the controller left out as invalid (its /debug/invalid): the file source has no status to write. */
+  invalid?: { kind: string; namespace?: string; name: string; reason: string }[];
 }
 /** Outcome of one resource of `apply` / `delete`. */
 export interface ApplyResult { resource: string; outcome: 'created' | 'configured' | 'deleted' | 'unchanged' | 'not found' | 'rejected'; message?: string }
@@ -285,6 +287,10 @@ export class Lab {
       if (r.status === 200) {
         try { out.proxies = JSON.parse(r.body); } catch { out.proxiesError = 'controller /debug/proxies did not return JSON'; }
       } else out.proxiesError = `controller /debug/proxies answered ${r.status || 'nothing'}`;
+      const inv = await httpGetInNetns(this.run, this.plan.controller.netns, `http://${this.plan.controller.ip}:${MESH_PORTS.controllerHttp}/debug/invalid`);
+      if (inv.status === 200) {
+        try { out.invalid = JSON.parse(inv.body) as NonNullable<LabStatus['invalid']>; } catch { /* shown as unknown: nothing listed */ }
+      }
     }
     return out;
   }
