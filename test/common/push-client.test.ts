@@ -140,3 +140,25 @@ t.test('compressed binary frames are inflated and applied; one that inflates pas
   await new Promise<void>((resolve) => { const tick = async (): Promise<void> => (/rondo_push_invalid_messages_total 1/.test(await registry.metrics()) ? resolve() : void setTimeout(() => void tick(), 5)); void tick(); });
   t.equal(c.config?.version, 3, 'the bomb was refused, the last good config kept');
 });
+
+t.test('a pushed resource with an unknown field is NACKed naming the field; the rest of the snapshot applies', async (t) => {
+  let answer: Promise<Record<string, unknown>> | undefined;
+  const ctl = await fakeController(t, (ws) => {
+    void next(ws).then(() => {
+      answer = next(ws);
+      ws.send(JSON.stringify({ type: 'snapshot', version: 1, nonce: 'n1', mesh, resources: {
+        services: [
+          { key: 'demo/web', value: { namespace: 'demo', name: 'web', hostname: 'web.demo.svc.cluster.local', vips: ['10.96.0.1'], ports: [], endpoints: [] } },
+          { key: 'demo/typo', value: { namespace: 'demo', name: 'typo', hostname: 'typo.demo.svc.cluster.local', vips: ['10.96.0.2'], ports: [], endpoints: [], sessionAffinty: 'ClientIP' } },
+        ],
+      } }));
+    });
+  });
+  const c = new PushClient({ url: ctl.url, token: 'x', proxy: { kind: 'node-agent', node: 'node-1' }, caPems: [ctl.ca], onConfig: () => undefined, log: quiet });
+  t.teardown(() => c.close());
+  c.start();
+  const cfg = await c.ready();
+  t.same([...cfg.services.keys()], ['demo/web'], 'the good service applies, the bad one is left out');
+  const nack = await answer!;
+  t.match(nack, { type: 'nack', version: 1, nonce: 'n1', rejected: [{ type: 'services', key: 'demo/typo', reason: /sessionAffinty/ }] });
+});
