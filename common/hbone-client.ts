@@ -182,6 +182,9 @@ export class HboneClientPool {
             },
           });
           s.on('session', (t: Buffer) => this.#tickets.set(ticketKey, t));
+          // Nagle on the tunnel would hold each small frame until the previous one is ACKed
+          // (delayed ACK: up to 40 ms); http2 does not turn it off on a socket it is given.
+          s.setNoDelay(true);
           return s;
         },
       });

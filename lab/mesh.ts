@@ -45,10 +45,16 @@ export function controllerArgv(o: { node: string; repo: string; stateDir: string
     ...(ttl !== undefined ? ['--cert-ttl', String(ttl)] : [])];
 }
 
-/** Command line of one node agent (contract). */
-export function agentArgv(o: { node: string; repo: string; runDir: string; plan: LabPlan; nodeName: string; tokenFile: string }): string[] {
-  return [o.node, join(o.repo, 'node-agent', 'main.ts'), '--node', o.nodeName, '--controller', `${o.plan.controller.ip}:${MESH_PORTS.push}`,
-    '--token-file', o.tokenFile, '--ca-file', meshPaths(o.runDir).rootCert];
+/**
+ * Command line of one node agent (contract). For profiling and benchmarks,
+ * `RONDO_AGENT_NODE_OPTIONS` adds Node flags (e.g. `--cpu-prof --cpu-prof-dir=/tmp/p`) and
+ * `RONDO_AGENT_ARGS` adds agent flags (e.g. `--workers 1`); both are split on whitespace.
+ */
+export function agentArgv(o: { node: string; repo: string; runDir: string; plan: LabPlan; nodeName: string; tokenFile: string },
+  env: NodeJS.ProcessEnv = process.env): string[] {
+  const words = (v: string | undefined): string[] => (v ?? '').split(/\s+/).filter((w) => w !== '');
+  return [o.node, ...words(env['RONDO_AGENT_NODE_OPTIONS']), join(o.repo, 'node-agent', 'main.ts'), '--node', o.nodeName, '--controller', `${o.plan.controller.ip}:${MESH_PORTS.push}`,
+    '--token-file', o.tokenFile, '--ca-file', meshPaths(o.runDir).rootCert, ...words(env['RONDO_AGENT_ARGS'])];
 }
 
 /** HTTP GET from inside a netns (the lab's addresses are unreachable from the root namespace). */

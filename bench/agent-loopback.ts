@@ -1,0 +1,95 @@
+/**
+ * `node [--cpu-prof] bench/agent-loopback.ts [--conns 1000] [--rr 20000] [--c 16]`: two node
+ * agents' data paths (DataPlane) in this process on loopback addresses, pod A -> HBONE -> pod B,
+ * no lab and no root needed. Prints the memory each held connection costs (after a full GC,
+ * so live objects only) and the CPU per request of a ping-pong load, for quick iteration on
+ * the hot path (docs/performance.md). Needs `--expose-gc` for the memory figure.
+ */
+import net from 'node:net';
+import { parseArgs } from 'node:util';
+import { createLogger } from '../common/log.ts';
+import type { ProxyConfig } from '../common/proxy-config.ts';
+import type { Workload } from '../common/wire.ts';
+import { AgentState } from '../node-agent/state.ts';
+import { AgentMetrics } from '../node-agent/metrics.ts';
+import { DataPlane } from '../node-agent/dataplane.ts';
+import type { DataPlaneCert } from '../node-agent/dataplane.ts';
+import { createTestPki } from '../test/common/hbone-fixtures.ts';
+
+const A_IP = '127.0.11.1', B_IP = '127.0.12.1';
+const { values } = parseArgs({ options: { conns: { type: 'string' }, rr: { type: 'string' }, c: { type: 'string' }, size: { type: 'string' } } });
+const CONNS = Number(values.conns ?? 1000), RR = Number(values.rr ?? 20000), C = Number(values.c ?? 16), SIZE = Number(values.size ?? 1024);
+const MB = 1024 * 1024;
+const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined);
+
+const log = createLogger('loopback', { write: () => true });
+const pki = createTestPki();
+function cert(sa: string): DataPlaneCert {
+  const l = pki.leaf('demo', sa);
+  return { identity: l.identity, keyPem: l.keyPem, chain: [l.certPem], trustBundle: [pki.caPem], notAfter: new Date(Date.now() + 3600e3), secureContext: l.ctx };
+}
+const certA = cert('a'), certB = cert('b');
+const wl = (name: string, ip: string, node: string, identity: string): Workload => ({
+  uid: `uid-${name}`, namespace: 'demo', name: `${name}-0`, workloadName: name, serviceAccount: name, identity,
+  ips: [ip], node, labels: { app: name, version: 'v1' }, enrolled: true,
+});
+const config: ProxyConfig = {
+  version: 1,
+  mesh: { trustDomain: 'cluster.local', trustBundle: [pki.caPem], rootNamespace: 'rondo-system' },
+  workloads: new Map([['uid-a', wl('a', A_IP, 'node-1', certA.identity)], ['uid-b', wl('b', B_IP, 'node-2', certB.identity)]]),
+  services: new Map(), authorizationPolicies: new Map(), peerAuthentications: new Map(), l7: new Map(),
+};
+
+// Pod B: answers every SIZE-byte message with SIZE bytes (a request/response ping-pong).
+const reply = Buffer.alloc(SIZE, 'r');
+const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => {
+  s.on('error', () => undefined);
+  let got = 0;
+  s.on('data', (d) => { got += d.length; while (got >= SIZE) { got -= SIZE; s.write(reply); } });
+  s.on('end', () => s.end());
+});
+await new Promise<void>((r) => server.listen(0, B_IP, r));
+const bPort = (server.address() as net.AddressInfo).port;
+const dp1 = await DataPlane.create({ log, metrics: new AgentMetrics(), host: '127.0.11.254', ports: { outbound: 0, inbound: 0, hbone: 0 }, originalDestination: () => ({ ip: B_IP, port: bPort }) });
+const dp2 = await DataPlane.create({ log, metrics: new AgentMetrics(), host: B_IP, ports: { outbound: 0, inbound: 0, hbone: 15008 } });
+dp1.setState(AgentState.build(config, 'node-1')); dp1.setCerts([certA]);
+dp2.setState(AgentState.build(config, 'node-2')); dp2.setCerts([certB]);
+
+function open(): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.11.254', port: dp1.ports.outbound, localAddress: A_IP, noDelay: true });
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+const mem = (): NodeJS.MemoryUsage => { gc(); gc(); return process.memoryUsage(); };
+const fmt = (n: number): string => (n / MB).toFixed(1);
+
+// Warm up (session established), then hold CONNS idle connections.
+const warm = await open(); warm.write(Buffer.alloc(SIZE)); await new Promise((r) => warm.once('data', r)); warm.destroy();
+await new Promise((r) => setTimeout(r, 200));
+const m0 = mem();
+const held: net.Socket[] = [];
+for (let i = 0; i < CONNS; i += 50) held.push(...await Promise.all(Array.from({ length: Math.min(50, CONNS - i) }, open)));
+await new Promise((r) => setTimeout(r, 500));
+const m1 = mem();
+const per = (k: keyof NodeJS.MemoryUsage): string => (((m1[k] - m0[k]) / CONNS) / 1024).toFixed(1);
+process.stdout.write(`held ${CONNS}: rss ${fmt(m0.rss)} -> ${fmt(m1.rss)} MB; per connection (both agents) rss ${per('rss')} KB, heap ${per('heapUsed')} KB, external ${per('external')} KB\n`);
+for (const s of held) s.destroy();
+await new Promise((r) => setTimeout(r, 500));
+
+// Ping-pong over C keep-alive connections, RR requests in all.
+const conns = await Promise.all(Array.from({ length: C }, open));
+const msg = Buffer.alloc(SIZE, 'q');
+let left = RR;
+const cpu0 = process.cpuUsage(); const t0 = performance.now();
+await Promise.all(conns.map((s) => new Promise<void>((resolve) => {
+  let got = 0;
+  const next = (): void => { if (left-- > 0) s.write(msg); else resolve(); };
+  s.on('data', (d) => { got += d.length; while (got >= SIZE) { got -= SIZE; next(); } });
+  next();
+})));
+const dt = performance.now() - t0; const cpu = process.cpuUsage(cpu0);
+process.stdout.write(`ping-pong c=${C} size=${SIZE}: ${(RR / (dt / 1000)).toFixed(0)} req/s, process CPU ${((cpu.user + cpu.system) / RR).toFixed(1)} µs/request (both agents + client + server)\n`);
+for (const s of conns) s.destroy();
+await dp1.close(0); await dp2.close(0); server.close(); pki.cleanup();
