@@ -9,17 +9,25 @@ import { Controller } from './controller.ts';
 import { createControllerMetrics } from './metrics.ts';
 import { KubernetesSource, loadKubeConfig } from './sources/kubernetes.ts';
 import { KubernetesStatusWriter, kubernetesPatcher } from './status/status-writer.ts';
+import { TokenReviewAuthenticator, firstOf, kubernetesReviewer } from './push/token-review.ts';
 
 async function main(): Promise<void> {
   const log = createLogger('controller');
   const flags = parseControllerFlags(process.argv.slice(2));
   const ca = await CertificateAuthority.loadOrCreate({ dir: flags.caDir, trustDomain: flags.trustDomain, ttlSeconds: flags.certTtlSeconds });
-  const authenticator = await TokenFileAuthenticator.load(flags.tokens);
+  const tokenFile = await TokenFileAuthenticator.load(flags.tokens);
   const kubeconfig = flags.kubeconfig;
   // Sources share the controller's registry: one watch-restart counter labelled {source, kind}.
   const metrics = createControllerMetrics({ defaults: true });
   const kc = kubeconfig !== undefined ? loadKubeConfig(kubeconfig === 'default' || kubeconfig === 'in-cluster' ? undefined : kubeconfig) : undefined;
   if (kc === undefined) metrics.watchRestarts.inc({ source: 'files', kind: '*' }, 0);
+  const ref: { ctl?: Controller } = {};
+  // In Kubernetes: bootstrap tokens from the file first, else the proxy's projected
+  // ServiceAccount token (audience rondo) through a TokenReview.
+  const authenticator = kc === undefined ? tokenFile : firstOf(tokenFile, new TokenReviewAuthenticator({
+    review: kubernetesReviewer(kc),
+    isWaypoint: (ns, name) => (ref.ctl?.store.get('Gateway', ns, name)?.spec as { gatewayClassName?: unknown } | undefined)?.gatewayClassName === 'rondo-waypoint',
+  }));
   const controller = await Controller.create({
     listen: flags.listen,
     pushPort: flags.pushPort,
@@ -44,6 +52,7 @@ async function main(): Promise<void> {
           onWatchRestart: () => metrics.watchRestarts.inc({ source: 'files', kind: '*' }),
         })],
   });
+  ref.ctl = controller;
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

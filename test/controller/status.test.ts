@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { Test } from 'tap';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -14,6 +14,7 @@ import { TokenFileAuthenticator } from '../../controller/push/auth.ts';
 import { KubernetesSource } from '../../controller/sources/kubernetes.ts';
 import { createControllerMetrics } from '../../controller/metrics.ts';
 import { createLogger } from '../../common/log.ts';
+import { PushClient } from '../../common/push-client.ts';
 import type { KubeObject } from '../../controller/sources/types.ts';
 import { KubeApiDouble } from '../helpers/kube-api-double.ts';
 
@@ -157,9 +158,10 @@ t.test('main.ts --kubeconfig runs on the Kubernetes API, shares the metrics regi
   ].join('\n'));
   writeFileSync(join(dir, 'tokens.json'), '{}');
   api.apply({ kind: 'AuthorizationPolicy', metadata: { name: 'ap', namespace: 'demo' }, spec: { action: 'ALOW' } });
-  const metricsPort = await freePort();
+  const [metricsPort, pushPort] = [await freePort(), await freePort()];
+  api.addServiceAccountToken('projected-sa-token', { namespace: 'rondo-system', name: 'rondo-node-agent', node: 'node-7', audiences: ['rondo'] });
   const child = spawn(process.execPath, [join(import.meta.dirname, '../../controller/main.ts'), '--kubeconfig', join(dir, 'kubeconfig'), '--listen', '127.0.0.1',
-    '--ca-dir', join(dir, 'ca'), '--tokens', join(dir, 'tokens.json'), '--push-port', '0', '--metrics-port', String(metricsPort), '--debounce-ms', '5'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    '--ca-dir', join(dir, 'ca'), '--tokens', join(dir, 'tokens.json'), '--push-port', String(pushPort), '--metrics-port', String(metricsPort), '--debounce-ms', '5'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
   t.teardown(() => { child.kill('SIGKILL'); });
@@ -171,4 +173,12 @@ t.test('main.ts --kubeconfig runs on the Kubernetes API, shares the metrics regi
   await until(async () => /watch_restarts_total\{source="kubernetes",kind="Pod"\} 1/.test(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()));
   await until(() => accepted(api.get('AuthorizationPolicy', 'demo', 'ap'))?.status === 'False');
   t.pass('restart counted on the controller registry; status written through the real client');
+  // A node agent with its projected ServiceAccount token (no bootstrap token) gets config.
+  const agent = new PushClient({
+    url: `wss://127.0.0.1:${pushPort}`, token: 'projected-sa-token', proxy: { kind: 'node-agent', node: 'node-7' },
+    caPems: [readFileSync(join(dir, 'ca', 'root-cert.pem'), 'utf8')], onConfig: () => undefined, log: quiet,
+  });
+  t.teardown(() => agent.close());
+  agent.start();
+  t.ok((await agent.ready()).version >= 1, 'authenticated by TokenReview, snapshot received');
 });

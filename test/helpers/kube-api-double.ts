@@ -328,9 +328,43 @@ export class KubeApiDouble {
     return s === undefined ? undefined : structuredClone(s.obj);
   }
 
-  /** Extension point for POST endpoints (TokenReview); 404 by default. */
-  #post(_path: string, _rec: RecordedRequest, res: ServerResponse): void {
-    this.#json(res, 404, status(404, 'NotFound', 'the server could not find the requested resource'));
+  readonly #saTokens = new Map<string, { namespace: string; name: string; node?: string; audiences: string[] }>();
+
+  /** Registers a ServiceAccount token TokenReview will accept (pod-bound when `node` is given). */
+  addServiceAccountToken(token: string, sa: { namespace: string; name: string; node?: string; audiences?: string[] }): void {
+    this.#saTokens.set(token, { ...sa, audiences: sa.audiences ?? ['https://kubernetes.default.svc'] });
+  }
+
+  /**
+   * `POST /apis/authentication.k8s.io/v1/tokenreviews`, answered like kube-apiserver: the
+   * review echoed back with `status` filled in; an unknown token or a foreign audience gives
+   * `authenticated` absent and an `error`, still with HTTP 201.
+   */
+  #post(path: string, rec: RecordedRequest, res: ServerResponse): void {
+    if (path !== '/apis/authentication.k8s.io/v1/tokenreviews') return this.#json(res, 404, status(404, 'NotFound', 'the server could not find the requested resource'));
+    const body = (rec.body ?? {}) as { spec?: { token?: string; audiences?: string[] } };
+    const spec = body.spec ?? {};
+    const review = { kind: 'TokenReview', apiVersion: 'authentication.k8s.io/v1', metadata: { creationTimestamp: null }, spec };
+    const sa = this.#saTokens.get(spec.token ?? '');
+    const wanted = spec.audiences ?? ['https://kubernetes.default.svc'];
+    if (sa === undefined) return this.#json(res, 201, { ...review, status: { user: {}, error: '[invalid bearer token, service account token has been invalidated]' } });
+    const audiences = wanted.filter((a) => sa.audiences.includes(a));
+    if (audiences.length === 0) return this.#json(res, 201, { ...review, status: { user: {}, error: `[invalid bearer token, token audiences ${JSON.stringify(sa.audiences)} is invalid for the target audiences ${JSON.stringify(wanted)}]` } });
+    const extra: Record<string, string[]> = { 'authentication.kubernetes.io/credential-id': [`JTI=${randomUUID()}`] };
+    if (sa.node !== undefined) {
+      extra['authentication.kubernetes.io/node-name'] = [sa.node];
+      extra['authentication.kubernetes.io/node-uid'] = [randomUUID()];
+      extra['authentication.kubernetes.io/pod-name'] = [`${sa.name}-abcde`];
+      extra['authentication.kubernetes.io/pod-uid'] = [randomUUID()];
+    }
+    this.#json(res, 201, {
+      ...review,
+      status: {
+        authenticated: true,
+        user: { username: `system:serviceaccount:${sa.namespace}:${sa.name}`, uid: randomUUID(), groups: ['system:serviceaccounts', `system:serviceaccounts:${sa.namespace}`, 'system:authenticated'], extra },
+        audiences,
+      },
+    });
   }
 
   /**
