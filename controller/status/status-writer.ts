@@ -45,12 +45,18 @@ export class KubernetesStatusWriter implements StatusWriter {
   #latest: { store: StoreReader; invalid: readonly InvalidResource[] } | undefined;
   #running: Promise<void> | undefined;
   #closed = false;
+  readonly #retryMs: { initial: number; max: number };
+  #retryDelay: number;
+  #retryTimer: NodeJS.Timeout | undefined;
 
-  constructor(o: { patch: PatchStatusFn; log: Logger; now?: () => Date; onWrite?: (p: StatusPatch, ok: boolean) => void }) {
+  /** `retryMs`: pacing of retries after failed writes when no new build comes (default 1 s doubling to 60 s). */
+  constructor(o: { patch: PatchStatusFn; log: Logger; now?: () => Date; onWrite?: (p: StatusPatch, ok: boolean) => void; retryMs?: { initial: number; max: number } }) {
     this.#patch = o.patch;
     this.#log = o.log;
     this.#now = o.now ?? (() => new Date());
     this.#onWrite = o.onWrite;
+    this.#retryMs = o.retryMs ?? { initial: 1000, max: 60_000 };
+    this.#retryDelay = this.#retryMs.initial;
   }
 
   update(store: StoreReader, invalid: readonly InvalidResource[]): void {
@@ -61,7 +67,21 @@ export class KubernetesStatusWriter implements StatusWriter {
 
   async close(): Promise<void> {
     this.#closed = true;
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
     await this.#running;
+  }
+
+  /** Tries again later even if no new build comes (a new build replaces the pending retry). */
+  #scheduleRetry(store: StoreReader, invalid: readonly InvalidResource[]): void {
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    const delay = this.#retryDelay;
+    this.#retryDelay = Math.min(this.#retryMs.max, delay * 2);
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      // Only if nothing newer is queued: a newer build carries its own plan.
+      if (this.#latest === undefined) this.update(store, invalid);
+    }, delay);
+    this.#retryTimer.unref();
   }
 
   /** Plans against the newest build until nothing new arrived while writing. */
@@ -69,6 +89,7 @@ export class KubernetesStatusWriter implements StatusWriter {
     while (this.#latest !== undefined && !this.#closed) {
       const { store, invalid } = this.#latest;
       this.#latest = undefined;
+      let failed = false;
       for (const p of planStatus(store, invalid, this.#written, this.#now())) {
         if (this.#closed) return;
         const key = `${p.kind}/${p.namespace}/${p.name}`;
@@ -80,10 +101,13 @@ export class KubernetesStatusWriter implements StatusWriter {
         } catch (e) {
           // Not remembered: the next build (e.g. the object's next watch event) tries again.
           this.#written.delete(key);
+          failed = true;
           this.#onWrite?.(p, false);
-          this.#log.warn('status write failed; will retry on the next change', { kind: p.kind, namespace: p.namespace, name: p.name, err: errorMessage(e), hint: 'check the controller RBAC: patch on <plural>/status' });
+          this.#log.warn('status write failed; will retry', { kind: p.kind, namespace: p.namespace, name: p.name, err: errorMessage(e), hint: 'check the controller RBAC: patch on <plural>/status' });
         }
       }
+      if (failed) this.#scheduleRetry(store, invalid);
+      else this.#retryDelay = this.#retryMs.initial;
       // Forget objects that are gone, so the map does not grow with churn.
       for (const key of this.#written.keys()) {
         const [kind = '', ns, name = ''] = key.split('/');

@@ -61,14 +61,14 @@ t.test('plan: a route gets one entry per parentRef under our controllerName; oth
   t.end();
 });
 
-async function controllerOnDouble(t: Test) {
+async function controllerOnDouble(t: Test, retryMs = { initial: 60_000, max: 60_000 }) {
   const api = await KubeApiDouble.create();
   t.teardown(() => api.close());
   const dir = mkdtempSync(join(tmpdir(), 'rondo-status-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const ca = await CertificateAuthority.loadOrCreate({ dir, trustDomain: 'cluster.local', ttlSeconds: 3600 });
   const metrics = createControllerMetrics();
-  const status = new KubernetesStatusWriter({ patch: kubernetesPatcher(api.kubeConfig()), log: quiet, onWrite: (_p, ok) => metrics.statusWrites.inc({ result: ok ? 'ok' : 'error' }) });
+  const status = new KubernetesStatusWriter({ patch: kubernetesPatcher(api.kubeConfig()), log: quiet, retryMs, onWrite: (_p, ok) => metrics.statusWrites.inc({ result: ok ? 'ok' : 'error' }) });
   const ctl = await Controller.create({
     listen: '127.0.0.1', pushPort: 0, metricsPort: 0, trustDomain: 'cluster.local', debounceMs: 5,
     authenticator: new TokenFileAuthenticator({}), ca, log: quiet, metrics, status,
@@ -123,6 +123,14 @@ t.test('a refused status write (RBAC) is counted and retried on the next change'
   api.apply({ kind: 'Namespace', metadata: { name: 'poke' } });
   await until(() => accepted(api.get('PeerAuthentication', 'demo', 'pa'))?.status === 'False');
   t.pass('written after the next build');
+});
+
+t.test('a refused status write is retried after a delay even when nothing else changes', async (t) => {
+  const { api, metrics } = await controllerOnDouble(t, { initial: 20, max: 40 });
+  api.failNextStatusPatch(503, 503);
+  api.apply({ kind: 'PeerAuthentication', metadata: { name: 'pa', namespace: 'demo' }, spec: { mode: 'STRCT' } });
+  await until(() => accepted(api.get('PeerAuthentication', 'demo', 'pa'))?.status === 'False');
+  t.match(await metrics.registry.metrics(), /status_writes_total\{result="error"\} 2/, 'two failures, then the timer retry succeeded');
 });
 
 t.test('watch restarts from the Kubernetes source show on the controller\'s /metrics as {source, kind}', async (t) => {
