@@ -35,10 +35,13 @@ function streamWasReset(s: Duplex): boolean {
 // Mirror a failure onto the other side the way TCP would: RST for sockets, RST_STREAM for
 // HTTP/2 streams. Not stream.close(CANCEL): it flushes END_STREAM before the RST, so the
 // peer would first see a clean end (a FIN) and only then the reset.
+// A socket whose write side is already ending (its peer's FIN was forwarded) cannot be reset:
+// uv_tcp_close_reset() answers EINVAL and Node then never closes the handle nor emits
+// 'close', so the pump never finished and the fd leaked. Such a socket is destroyed plainly.
 function resetSide(s: Duplex): void {
   if (s.destroyed) return;
-  if (s instanceof Socket) s.resetAndDestroy();
-  else s.destroy(new Error('peer connection reset'));
+  if (s instanceof Socket && !s.writableEnded) s.resetAndDestroy();
+  else s.destroy(s instanceof Socket ? undefined : new Error('peer connection reset'));
 }
 
 /** Per-chunk byte callbacks, so long-lived connections show progress in metrics. */

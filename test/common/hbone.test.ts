@@ -238,6 +238,32 @@ t.test('a client reset mid-stream resets the pod connection', async (t) => {
   t.equal(pool.sessionCount, 1, 'the session survives the reset');
 });
 
+t.test('a client that cancels a stream after its data (END_STREAM then RST_STREAM) still finishes the pump and closes the pod socket', async (t) => {
+  // The FIN reaches the pod socket first (end()), then the reset: resetting a socket whose
+  // write side is shut fails with EINVAL and Node never closed it (fd and tracking leak).
+  let upSocket: net.Socket | undefined;
+  let pumped: Promise<unknown> | undefined;
+  const srv = await HboneServer.create({
+    log, host: '127.0.0.1', port: 0, credentialsFor: () => serverCreds,
+    onTunnel: (tun) => {
+      const c = net.connect({ host: tun.target.ip, port: tun.target.port, allowHalfOpen: true });
+      upSocket = c;
+      c.once('connect', () => { acceptTunnel(tun.stream); pumped = pump(tun.stream, c); });
+    },
+  });
+  t.teardown(() => srv.close(0));
+  const pool = new HboneClientPool({ log });
+  t.teardown(() => pool.close());
+  const s = await pool.connect(req({ connectTo: { ip: '127.0.0.1', port: srv.address.port }, authority: echoAuthority() }));
+  s.on('error', () => undefined);
+  const first = await new Promise<string>((resolve) => { s.once('data', (d: Buffer) => resolve(d.toString())); s.write('half'); });
+  t.equal(first, 'half');
+  s.close(http2.constants.NGHTTP2_CANCEL);
+  const upClosed = new Promise<void>((resolve) => { if (upSocket?.closed === true) resolve(); else upSocket?.once('close', () => resolve()); });
+  const outcome = await Promise.race([upClosed.then(() => pumped).then(() => 'finished'), new Promise((r) => setTimeout(() => r('hung'), 2000))]);
+  t.equal(outcome, 'finished', 'pod socket closed and pump resolved');
+});
+
 t.test('a renewed client certificate opens a new session; streams on the old one keep flowing', async (t) => {
   const pool = new HboneClientPool({ log });
   t.teardown(() => pool.close());
