@@ -160,6 +160,8 @@ t.test('HBONE port: certificates and bad input', { skip: skip ?? false, timeout:
     t.ok(after['tls_handshake']! > before['tls_handshake']!, 'not-TLS bytes counted as tls_handshake');
     t.ok(after['session_error']! + after['protocol_error']! + after['frame_error']! > before['session_error']! + before['protocol_error']! + before['frame_error']!, 'TLS without HTTP/2 counted as a session/protocol error');
     t.ok(after['bad_authority'] === before['bad_authority']! + 1, 'malformed authority counted once');
+    await waitUntil('node-2 to track no open connection after the probes', async () => sample(await scrapeAgent(lab, 'node-2'), 'rondo_agent_open_connections') === 0, 5000, 200)
+      .then(() => t.pass('the reset tunnel and its upstream connection were released'), (e: unknown) => t.fail(String(e)));
     t.equal(lab.processPid('node-agent/node-2'), agentPid, 'the agent process never restarted');
     t.notMatch(readFileSync(join(lab.runDir, 'logs', 'agent-node-2.log'), 'utf8'), /worker died/, 'no data-path worker died');
     t.equal((await tcpSend(lab, 'demo/client', server, 9000, 'after-bad-input', 3000)).stdout, 'after-bad-input', 'a normal mesh request still works');

@@ -61,6 +61,11 @@ t.test('mesh traffic in a lab', { skip: skip ?? false, timeout: 180_000 }, async
       const r = await tcpSend(lab, 'demo/client', host, port, `${marker}-${what}`);
       t.equal(r.stdout, `${marker}-${what}`, `${what}: echoed (${r.stderr.trim().split('\n').pop() ?? ''})`);
     }
+    const m1 = await scrapeAgent(lab, 'node-1');
+    t.ok(sample(m1, 'istio_tcp_connections_closed_total', 'reporter="source"', 'source_workload="client"', 'destination_workload="near"') >= 3,
+      'same-node connections went through node-1\'s agent (not around it)');
+    t.ok(sample(m1, 'istio_tcp_connections_closed_total', 'reporter="source"', 'source_workload="client"', 'destination_workload="far"', 'connection_security_policy="mutual_tls"') >= 4,
+      'cross-node connections were tunnelled with mutual TLS');
     const curl = await lab.exec('demo/client', ['curl', '-s', '-m', '5', '-o', '/dev/null', '-w', '%{http_code}', '--data-binary', marker, `http://web.demo/${marker}`], { allowFail: true });
     t.equal(curl.stdout, '200', 'curl reaches an HTTP service on the other node by name');
     await cap.stop();
