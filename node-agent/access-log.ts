@@ -18,7 +18,32 @@ export interface AccessLogRecord {
   durationMs?: number;
 }
 
-/** Writer for access-log lines; `write` defaults to stdout. */
-export function createAccessLog(write: (line: string) => unknown = (l) => process.stdout.write(l)): (r: AccessLogRecord) => void {
-  return (r) => { write(JSON.stringify({ time: new Date().toISOString(), ...r }) + '\n'); };
+/** An access-log writer; `flush()` writes what is batched now (on exit). */
+export interface AccessLog {
+  (r: AccessLogRecord): void;
+  flush(): void;
+}
+
+/**
+ * Writer for access-log lines; `write` defaults to stdout. Lines of one event-loop turn are
+ * written together (one write syscall per turn, not per connection: at thousands of new
+ * connections per second the per-line write was a visible share of the agent's CPU).
+ */
+export function createAccessLog(write: (line: string) => unknown = (l) => process.stdout.write(l),
+  schedule: (fn: () => void) => void = setImmediate): AccessLog {
+  let batch = '';
+  let scheduled = false;
+  const flush = (): void => {
+    scheduled = false;
+    if (batch === '') return;
+    const out = batch;
+    batch = '';
+    write(out);
+  };
+  const log = (r: AccessLogRecord): void => {
+    batch += JSON.stringify({ time: new Date().toISOString(), ...r }) + '\n';
+    if (batch.length >= 64 * 1024) flush();
+    else if (!scheduled) { scheduled = true; schedule(flush); }
+  };
+  return Object.assign(log, { flush });
 }

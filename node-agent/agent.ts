@@ -185,7 +185,10 @@ export class Agent {
     }));
     const ports = this.#o.ports ?? {};
     if (this.#o.workers <= 0) {
-      this.#local = await DataPlane.create({ log: log.child('dataplane'), metrics: this.#metrics, ...(this.#o.host !== undefined ? { host: this.#o.host } : {}), ports, accessLog: createAccessLog() });
+      const accessLog = createAccessLog();
+      // Lines are batched per event-loop turn: the last turn's must not be lost on exit.
+      process.once('exit', () => accessLog.flush());
+      this.#local = await DataPlane.create({ log: log.child('dataplane'), metrics: this.#metrics, ...(this.#o.host !== undefined ? { host: this.#o.host } : {}), ports, accessLog });
       this.#ready.workers = true;
       return;
     }

@@ -61,7 +61,8 @@ export interface OpenConnection {
   startedAt: string;
 }
 
-interface Tracked { info: OpenConnection; sockets: Duplex[] }
+// startedAt is formatted only when the admin page asks (not once per connection).
+interface Tracked { info: Omit<OpenConnection, 'startedAt'>; startedAt: number; sockets: Duplex[] }
 
 /** Default ports. */
 export const DEFAULT_PORTS: DataPlanePorts = { outbound: 15001, inbound: 15006, hbone: 15008 };
@@ -147,7 +148,9 @@ export class DataPlane {
   }
 
   /** Open connections, for the admin page. */
-  connections(): OpenConnection[] { return [...this.#open.values()].map((t) => t.info); }
+  connections(): OpenConnection[] {
+    return [...this.#open.values()].map((t) => ({ ...t.info, startedAt: new Date(t.startedAt).toISOString() }));
+  }
 
   /** HBONE refusal counts by reason (admin page). */
   hboneRefusals(): Record<string, number> { return Object.fromEntries(this.#hbone.refused); }
@@ -196,7 +199,7 @@ export class DataPlane {
   }
 
   #track(info: Omit<OpenConnection, 'id' | 'startedAt'>, sockets: Duplex[]): Tracked {
-    const t: Tracked = { info: { id: this.#nextId++, startedAt: new Date().toISOString(), ...info }, sockets };
+    const t: Tracked = { info: { id: this.#nextId++, ...info }, startedAt: Date.now(), sockets };
     this.#open.set(t.info.id, t);
     return t;
   }

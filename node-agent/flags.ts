@@ -18,12 +18,23 @@ export interface AgentFlags {
 
 /** Usage text. */
 export const USAGE = 'node node-agent/main.ts --node <name> --controller <ip>:15012 --token-file <file> --ca-file <root-cert.pem> ' +
-  '[--workers N (default: CPUs; 0 = in-process)] [--admin-port 15000] [--metrics-port 15020] [--drain-ms 10000]';
+  '[--workers N (default: 0 = in-process on ≤ 2 CPUs, else min(CPUs, 4))] [--admin-port 15000] [--metrics-port 15020] [--drain-ms 10000]';
 
 function int(name: string, v: string | undefined, def: number, min: number, max: number): number {
   if (v === undefined) return def;
   if (!/^[0-9]+$/.test(v) || Number(v) < min || Number(v) > max) throw new InvalidInputError(`--${name} must be an integer in ${min}..${max}, got ${JSON.stringify(v)}`);
   return Number(v);
+}
+
+/**
+ * Default data-path worker count. On a 2-core node the apps, the kernel's network stack and
+ * the agent share two cores: extra Node processes only add wake-ups between processes and
+ * ~60 MB each (measured in docs/performance.md: in-process served 1.4× the requests/s of
+ * 2 workers at 0.6× the CPU per request and 0.4× the memory). With more cores, workers let
+ * the data path use them.
+ */
+export function defaultWorkers(cpus: number): number {
+  return cpus <= 2 ? 0 : Math.min(cpus, 4);
 }
 
 /** Parses argv (without node and script); throws InvalidInputError naming the flag. */
@@ -56,7 +67,7 @@ export function parseAgentFlags(argv: string[]): AgentFlags {
     controller,
     tokenFile: need('token-file'),
     caFile: need('ca-file'),
-    workers: int('workers', values['workers'], availableParallelism(), 0, 256),
+    workers: int('workers', values['workers'], defaultWorkers(availableParallelism()), 0, 256),
     adminPort: int('admin-port', values['admin-port'], 15000, 1, 65535),
     metricsPort: int('metrics-port', values['metrics-port'], 15020, 1, 65535),
     drainMs: int('drain-ms', values['drain-ms'], 10_000, 0, 3_600_000),

@@ -43,11 +43,13 @@ async function main(): Promise<void> {
   process.on('unhandledRejection', (e) => log.error('unhandled rejection (kept running)', { error: e instanceof Error ? e : String(e) }));
   const metrics = new AgentMetrics();
   const certs = new WorkerCerts();
+  const accessLog = createAccessLog();
+  process.once('exit', () => accessLog.flush());
   let dp: DataPlane;
   try {
     dp = await DataPlane.create({
       log, metrics, host: settings.host, ports: settings.ports, reusePort: true,
-      accessLog: createAccessLog(), connectTimeoutMs: settings.connectTimeoutMs, poolIdleMs: settings.poolIdleMs,
+      accessLog, connectTimeoutMs: settings.connectTimeoutMs, poolIdleMs: settings.poolIdleMs,
     });
   } catch (e) {
     send({ type: 'fatal', message: errorMessage(e), ...(typeof (e as { code?: unknown }).code === 'string' ? { code: (e as { code: string }).code } : {}) });

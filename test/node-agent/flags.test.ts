@@ -1,13 +1,22 @@
 import t from 'tap';
-import { parseAgentFlags } from '../../node-agent/flags.ts';
+import { parseAgentFlags, defaultWorkers } from '../../node-agent/flags.ts';
 
 const base = ['--node', 'node-1', '--controller', '10.250.0.2:15012', '--token-file', '/run/t', '--ca-file', '/run/ca.pem'];
 
 t.test('contract flags parse with defaults', (t) => {
   const f = parseAgentFlags(base);
   t.match(f, { node: 'node-1', controller: '10.250.0.2:15012', tokenFile: '/run/t', caFile: '/run/ca.pem', adminPort: 15000, metricsPort: 15020, drainMs: 10000 });
-  t.ok(f.workers >= 1);
+  t.ok(f.workers >= 0);
   t.equal(parseAgentFlags([...base, '--workers', '0']).workers, 0);
+  t.equal(parseAgentFlags([...base, '--workers', '3']).workers, 3);
+  t.end();
+});
+
+t.test('default workers: data path in-process on small nodes, one worker per core up to 4 above', (t) => {
+  t.equal(defaultWorkers(1), 0);
+  t.equal(defaultWorkers(2), 0);
+  t.equal(defaultWorkers(3), 3);
+  t.equal(defaultWorkers(16), 4);
   t.end();
 });
 
