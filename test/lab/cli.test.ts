@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs, pickLab, formatStatus, runLabCli, infraNetns } from '../../lab/cli.ts';
 import type { Lab } from '../../lab/lab.ts';
 import { main } from '../../cli/rondo.ts';
-import { writeTokens, controllerArgv, agentArgv } from '../../lab/mesh.ts';
+import { writeTokens, controllerArgv, agentArgv, AGENT_NODE_FLAGS } from '../../lab/mesh.ts';
 import { parseLabSpec } from '../../lab/spec.ts';
 import { planLab } from '../../lab/plan.ts';
 import { readFileSync, statSync } from 'node:fs';
@@ -64,7 +64,7 @@ t.test('mesh tokens and command lines follow the contract', (t) => {
   t.same(controllerArgv({ node: 'node', repo: '/r', stateDir: '/s', runDir: dir, plan }),
     ['node', '/r/controller/main.ts', '--files', '/s', '--listen', '10.250.0.2', '--ca-dir', join(dir, 'ca'), '--tokens', join(dir, 'tokens.json')]);
   t.same(agentArgv({ node: 'node', repo: '/r', runDir: dir, plan, nodeName: 'node-1', tokenFile: '/t' }),
-    ['node', '/r/node-agent/main.ts', '--node', 'node-1', '--controller', '10.250.0.2:15012', '--token-file', '/t', '--ca-file', join(dir, 'ca', 'root-cert.pem')]);
+    ['node', ...AGENT_NODE_FLAGS, '/r/node-agent/main.ts', '--node', 'node-1', '--controller', '10.250.0.2:15012', '--token-file', '/t', '--ca-file', join(dir, 'ca', 'root-cert.pem')]);
   const short = planLab(parseLabSpec('apiVersion: lab.rondo.dev/v1\nkind: Lab\nmetadata: { name: m1 }\nspec: { nodes: 1, meshOptions: { certTtlSeconds: 20 } }\n', 'm.yaml'));
   t.same(controllerArgv({ node: 'node', repo: '/r', stateDir: '/s', runDir: dir, plan: short }).slice(-2), ['--cert-ttl', '20'], 'spec.meshOptions.certTtlSeconds reaches the controller');
   t.end();

@@ -1,6 +1,6 @@
 // Profiling/benchmark knobs of the agent command line: extra Node flags and agent flags from the environment.
 import t from 'tap';
-import { agentArgv } from '../../lab/mesh.ts';
+import { agentArgv, AGENT_NODE_FLAGS } from '../../lab/mesh.ts';
 import { parseLabSpec } from '../../lab/spec.ts';
 import { planLab } from '../../lab/plan.ts';
 
@@ -8,8 +8,8 @@ t.test('RONDO_AGENT_NODE_OPTIONS and RONDO_AGENT_ARGS reach the node agent comma
   const plan = planLab(parseLabSpec('apiVersion: lab.rondo.dev/v1\nkind: Lab\nmetadata: { name: m1 }\nspec: { nodes: 1 }\n', 'm.yaml'));
   const o = { node: 'node', repo: '/r', runDir: '/run/x', plan, nodeName: 'node-1', tokenFile: '/t' };
   const argv = agentArgv(o, { RONDO_AGENT_NODE_OPTIONS: ' --cpu-prof  --cpu-prof-dir=/tmp/p ', RONDO_AGENT_ARGS: '--workers 1' });
-  t.same(argv.slice(0, 4), ['node', '--cpu-prof', '--cpu-prof-dir=/tmp/p', '/r/node-agent/main.ts'], 'Node flags go before the script');
+  t.same(argv.slice(0, 4 + AGENT_NODE_FLAGS.length), ['node', ...AGENT_NODE_FLAGS, '--cpu-prof', '--cpu-prof-dir=/tmp/p', '/r/node-agent/main.ts'], 'Node flags go before the script, after the defaults');
   t.same(argv.slice(-2), ['--workers', '1'], 'agent flags go last');
-  t.same(agentArgv(o, {}).slice(0, 2), ['node', '/r/node-agent/main.ts'], 'nothing added without the variables');
+  t.same(agentArgv(o, {}).slice(0, 2 + AGENT_NODE_FLAGS.length), ['node', ...AGENT_NODE_FLAGS, '/r/node-agent/main.ts'], 'only the defaults without the variables');
   t.end();
 });
