@@ -5,7 +5,7 @@ import { labSkipReason, withLab } from '../helpers/lab.ts';
 import { agentAdmin, sample, scrapeAgent, tcpSend, waitForConfig, waitUntil } from '../helpers/mesh.ts';
 
 const skip = labSkipReason();
-const dep = (ns: string, name: string, node: string, port: number): string => `---
+const dep = (ns: string, name: string, node: string, port: number, sa = name): string => `---
 apiVersion: apps/v1
 kind: Deployment
 metadata: { name: ${name}, namespace: ${ns} }
@@ -15,7 +15,7 @@ spec:
   template:
     metadata: { labels: { app: ${name} } }
     spec:
-      serviceAccountName: ${name}
+      serviceAccountName: ${sa}
       nodeName: ${node}
       containers: [{ name: c, image: x, command: [rondo-demo, tcp-echo, --port, "${port}"] }]
 `;
@@ -30,7 +30,7 @@ metadata: { name: demo, labels: { rondo.dev/dataplane-mode: ambient } }
 apiVersion: v1
 kind: Namespace
 metadata: { name: outside }
-${dep('demo', 'server', 'node-2', 9000)}${dep('demo', 'client-a', 'node-1', 9001)}${dep('demo', 'client-b', 'node-1', 9001)}${dep('outside', 'stranger', 'node-1', 9002)}`;
+${dep('demo', 'server', 'node-2', 9000)}${dep('demo', 'client-a', 'node-1', 9001)}${dep('demo', 'client-b', 'node-1', 9001)}${dep('demo', 'near-a', 'node-2', 9001, 'client-a')}${dep('outside', 'stranger', 'node-1', 9002)}`;
 
 const policy = (name: string, action: string, rules: string): string => `apiVersion: security.rondo.dev/v1alpha1
 kind: AuthorizationPolicy
@@ -53,6 +53,7 @@ t.test('mesh policies in a lab', { skip: skip ?? false, timeout: 180_000 }, asyn
   const reaches = async (from: string, msg: string): Promise<boolean> => (await tcpSend(lab, from, server, 9000, msg, 3000)).stdout === msg;
   await waitUntil('client-a -> server over the mesh', () => reaches('demo/client-a', 'warm-a'), 20_000, 250);
   await waitUntil('client-b -> server over the mesh', () => reaches('demo/client-b', 'warm-b'), 20_000, 250);
+  await waitUntil('near-a -> server on the same node', () => reaches('demo/near-a', 'warm-near'), 20_000, 250);
   const refused = async (reason: string): Promise<number> => sample(await scrapeAgent(lab, 'node-2'), 'rondo_agent_refused_connections_total', `reason="${reason}"`);
 
   await t.test('a plain TCP client outside the mesh is refused under STRICT and accepted under PERMISSIVE', async (t) => {
@@ -79,11 +80,13 @@ t.test('mesh policies in a lab', { skip: skip ?? false, timeout: 180_000 }, asyn
     await waitForConfig(lab, ['node-2'], '"demo/deny-a"');
     const before = await refused('policy_denied');
     t.notOk(await reaches('demo/client-a', 'denied'), 'client-a denied');
+    t.notOk(await reaches('demo/near-a', 'denied-near'), 'client-a\'s service account on the server\'s own node denied too (same-node path)');
     t.ok(await reaches('demo/client-b', 'not-denied'), 'client-b still reaches the server');
-    t.equal(await refused('policy_denied'), before + 1, 'the denial is counted once');
+    t.equal(await refused('policy_denied'), before + 2, 'each denial is counted once');
     lab.delete(deny, 'deny.yaml');
     await waitForConfig(lab, ['node-2'], '"demo/deny-a"', false);
     t.ok(await reaches('demo/client-a', 'allowed-again'), 'client-a reaches the server once the DENY is removed');
+    t.ok(await reaches('demo/near-a', 'allowed-again-near'), 'and so does its same-node twin');
   });
 
   await t.test('ALLOW limits callers to the listed principals', async (t) => {
