@@ -3,7 +3,8 @@
 // only carries TLS to 15008 (or the controller's 15012); TCP metrics count the app bytes.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { labSkipReason, withLab } from '../helpers/lab.ts';
 import { captureBridge, sample, scrapeAgent, scratchDir, tcpPackets, tcpSend, waitUntil } from '../helpers/mesh.ts';
 
@@ -41,6 +42,29 @@ ${deployment('far', 'node-2', 'rondo-demo, tcp-echo, --port, "9000"')}${service(
 ${deployment('near', 'node-1', 'rondo-demo, tcp-echo, --port, "9000"')}${service('near', 9000)}
 ${deployment('web', 'node-2', 'rondo-demo, echo, --port, "8080", --body-bytes, "3000"')}${service('web', 8080)}
 ${deployment('client', 'node-1', 'rondo-demo, tcp-echo, --port, "9001"')}`;
+
+// Runs in a pod: 'bulk' sends <bytes> random bytes, half-closes and checks the echo's hash;
+// 'reset' sends some data, waits for part of the echo, then resets the connection.
+const BULK = `
+import net from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
+const [mode, host, port, bytes] = process.argv.slice(2);
+const s = net.connect({ host, port: Number(port), allowHalfOpen: true });
+const out = { mode };
+const done = () => process.stdout.write(JSON.stringify(out), () => process.exit(0));
+s.on('error', (e) => { out.error = e.code ?? e.message; done(); });
+if (mode === 'bulk') {
+  const data = randomBytes(Number(bytes));
+  const h = createHash('sha256');
+  let got = 0;
+  s.on('data', (d) => { got += d.length; h.update(d); });
+  s.on('end', () => { out.got = got; out.intact = h.digest('hex') === createHash('sha256').update(data).digest('hex'); done(); });
+  s.on('connect', () => s.end(data));
+} else {
+  s.on('connect', () => s.write(Buffer.alloc(65536, 1)));
+  s.once('data', () => { s.resetAndDestroy(); out.reset = true; setTimeout(done, 100); });
+}
+`;
 
 t.test('mesh traffic in a lab', { skip: skip ?? false, timeout: 180_000 }, async (t) => {
   const lab = await withLab(t, spec);
@@ -116,5 +140,21 @@ t.test('mesh traffic in a lab', { skip: skip ?? false, timeout: 180_000 }, async
     t.equal(delta('srcSent'), response, `source reporter: sent_bytes = response bytes (${response})`);
     t.equal(delta('dstRecv'), request, 'destination reporter: received_bytes = request bytes');
     t.equal(delta('dstSent'), response, 'destination reporter: sent_bytes = response bytes');
+  });
+
+  await t.test('a large transfer arrives intact; a pod that resets mid-transfer leaves nothing open on either agent', async (t) => {
+    const file = join(dir, 'bulk.mjs');
+    writeFileSync(file, BULK);
+    const far = lab.podIp('demo/far');
+    const size = 4 * 1024 * 1024;
+    const bulk = await lab.exec('demo/client', [process.execPath, file, 'bulk', far, '9000', String(size)], { allowFail: true, timeoutMs: 60_000 });
+    t.same(JSON.parse(bulk.stdout || '{}'), { mode: 'bulk', got: size, intact: true }, '4 MiB echoed back intact across nodes');
+    const reset = await lab.exec('demo/client', [process.execPath, file, 'reset', far, '9000'], { allowFail: true, timeoutMs: 20_000 });
+    t.same(JSON.parse(reset.stdout || '{}'), { mode: 'reset', reset: true }, 'the client reset its connection mid-transfer');
+    const open = async (): Promise<number[]> => Promise.all(['node-1', 'node-2'].map(async (n) => sample(await scrapeAgent(lab, n), 'rondo_agent_open_connections')));
+    let last: number[] = [];
+    await waitUntil('both agents to release the reset connection', async () => { last = await open(); return last.every((x) => x === 0); }, 5000, 200)
+      .then(() => t.pass('no connection left open on node-1 or node-2'), () => t.fail(`connections still tracked (node-1, node-2): ${last.join(', ')}`));
+    t.equal((await tcpSend(lab, 'demo/client', far, 9000, 'after-reset')).stdout, 'after-reset', 'the next connection works');
   });
 });
