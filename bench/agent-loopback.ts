@@ -1,5 +1,5 @@
 /**
- * `node [--cpu-prof] bench/agent-loopback.ts [--conns 1000] [--rr 20000] [--c 16]`: two node
+ * `node [--cpu-prof] bench/agent-loopback.ts [--conns 1000] [--rr 20000] [--c 16] [--new-conns 3000]`: two node
  * agents' data paths (DataPlane) in this process on loopback addresses, pod A -> HBONE -> pod B,
  * no lab and no root needed. Prints the memory each held connection costs (after a full GC,
  * so live objects only) and the CPU per request of a ping-pong load, for quick iteration on
@@ -17,7 +17,8 @@ import type { DataPlaneCert } from '../node-agent/dataplane.ts';
 import { createTestPki } from '../test/common/hbone-fixtures.ts';
 
 const A_IP = '127.0.11.1', B_IP = '127.0.12.1';
-const { values } = parseArgs({ options: { conns: { type: 'string' }, rr: { type: 'string' }, c: { type: 'string' }, size: { type: 'string' } } });
+const { values } = parseArgs({ options: { conns: { type: 'string' }, rr: { type: 'string' }, c: { type: 'string' }, size: { type: 'string' }, 'new-conns': { type: 'string' } } });
+const NEW_CONNS = Number(values['new-conns'] ?? 3000);
 const CONNS = Number(values.conns ?? 1000), RR = Number(values.rr ?? 20000), C = Number(values.c ?? 16), SIZE = Number(values.size ?? 1024);
 const MB = 1024 * 1024;
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined);
@@ -55,9 +56,10 @@ const dp2 = await DataPlane.create({ log, metrics: new AgentMetrics(), host: B_I
 dp1.setState(AgentState.build(config, 'node-1')); dp1.setCerts([certA]);
 dp2.setState(AgentState.build(config, 'node-2')); dp2.setCerts([certB]);
 
+const outPort = dp1.ports.outbound;
 function open(): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const s = net.connect({ host: '127.0.11.254', port: dp1.ports.outbound, localAddress: A_IP, noDelay: true });
+    const s = net.connect({ host: '127.0.11.254', port: outPort, localAddress: A_IP, noDelay: true });
     s.once('connect', () => resolve(s));
     s.once('error', reject);
   });
@@ -92,4 +94,21 @@ await Promise.all(conns.map((s) => new Promise<void>((resolve) => {
 const dt = performance.now() - t0; const cpu = process.cpuUsage(cpu0);
 process.stdout.write(`ping-pong c=${C} size=${SIZE}: ${(RR / (dt / 1000)).toFixed(0)} req/s, process CPU ${((cpu.user + cpu.system) / RR).toFixed(1)} µs/request (both agents + client + server)\n`);
 for (const s of conns) s.destroy();
+
+// New connections: connect, one request/response, client closes; C at a time.
+let todo = NEW_CONNS;
+const cpu1 = process.cpuUsage(); const t1 = performance.now();
+await Promise.all(Array.from({ length: C }, async () => {
+  while (todo-- > 0) {
+    const s = await open();
+    await new Promise<void>((resolve) => {
+      let got = 0;
+      s.on('data', (d) => { got += d.length; if (got >= SIZE) s.end(); });
+      s.on('close', () => resolve());
+      s.write(msg);
+    });
+  }
+}));
+const dt1 = performance.now() - t1; const cpuN = process.cpuUsage(cpu1);
+process.stdout.write(`new connections c=${C}: ${(NEW_CONNS / (dt1 / 1000)).toFixed(0)} conn/s, process CPU ${((cpuN.user + cpuN.system) / NEW_CONNS).toFixed(1)} µs/connection (both agents + client + server)\n`);
 await dp1.close(0); await dp2.close(0); server.close(); pki.cleanup();

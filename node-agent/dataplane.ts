@@ -71,6 +71,33 @@ function stripV4Mapped(ip: string): string {
   return ip.startsWith('::ffff:') && net.isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
 }
 
+// Per connection, the same source pod sends the same baggage: build it once per Workload
+// object (a new config brings new objects) and parse each distinct header once.
+const baggageByWorkload = new WeakMap<Workload, string>();
+function baggageOf(w: Workload): string {
+  let b = baggageByWorkload.get(w);
+  if (b === undefined) {
+    b = buildBaggage({
+      namespace: w.namespace, name: w.name, workloadName: w.workloadName,
+      ...(w.labels.app !== undefined ? { app: w.labels.app } : {}),
+      ...(w.labels.version !== undefined ? { version: w.labels.version } : {}),
+    });
+    baggageByWorkload.set(w, b);
+  }
+  return b;
+}
+const parsedBaggageCache = new Map<string, ReturnType<typeof parseBaggage>>();
+function parsedBaggage(header: string | undefined): ReturnType<typeof parseBaggage> {
+  if (header === undefined) return {};
+  let p = parsedBaggageCache.get(header);
+  if (p === undefined) {
+    if (parsedBaggageCache.size >= 4096) parsedBaggageCache.clear();
+    p = parseBaggage(header);
+    parsedBaggageCache.set(header, p);
+  }
+  return p;
+}
+
 function defaultOrigDst(s: net.Socket): HostPort | undefined {
   const d = originalDestination(s);
   return d === undefined ? undefined : { ip: d.ip, port: d.port };
@@ -301,11 +328,7 @@ export class DataPlane {
       secureContext: cert.secureContext,
       headers: {
         traceparent: newTraceparent(),
-        baggage: buildBaggage({
-          namespace: d.source.namespace, name: d.source.name, workloadName: d.source.workloadName,
-          ...(d.source.labels.app !== undefined ? { app: d.source.labels.app } : {}),
-          ...(d.source.labels.version !== undefined ? { version: d.source.labels.version } : {}),
-        }),
+        baggage: baggageOf(d.source),
       },
     }).then((stream) => {
       if (socket.destroyed) { stream.destroy(new Error('client went away')); if (key !== undefined) this.#picker.release(key); return; }
@@ -363,7 +386,7 @@ export class DataPlane {
     this.#m.audited(verdict.audited, verdict.allowed);
     if (!verdict.allowed) { refuse(403, 'policy_denied', verdict.reason); return; }
     // The source workload is known only from what the peer agent sent in `baggage`.
-    const bag = parseBaggage(typeof t.headers['baggage'] === 'string' ? t.headers['baggage'] : undefined);
+    const bag = parsedBaggage(typeof t.headers['baggage'] === 'string' ? t.headers['baggage'] : undefined);
     const source = bag.namespace !== undefined && bag.workloadName !== undefined
       ? ({ namespace: bag.namespace, workloadName: bag.workloadName } as Workload) : undefined;
     const labels = tcpLabels({ reporter: 'destination', source, sourcePrincipal: t.peerIdentity, destination: target, mtls: true });

@@ -243,14 +243,27 @@ export class AgentMetrics {
 
   /** Counts a connection as opened and returns its accounting object (call close() once). */
   connection(labels: TcpLabels): ConnectionMetrics {
-    this.#opened.inc(labels);
-    const c = new ConnectionMetrics(this, labels, {
-      sent: this.#sent.labels(labels),
-      received: this.#received.labels(labels),
-      closed: this.#closed.labels(labels),
-    });
+    const children = this.#children(labels);
+    children.opened.inc();
+    const c = new ConnectionMetrics(this, labels, children);
     this.#open.add(c);
     return c;
+  }
+
+  // prom-client validates and hashes the 10 labels on every labels()/inc(labels) call (4 per
+  // connection, a visible share of a new connection's CPU): resolve them once per label set.
+  // The set is bounded by pod pairs; the cache is dropped whole if it ever grows past that.
+  readonly #childCache = new Map<string, { opened: CounterChild; sent: CounterChild; received: CounterChild; closed: CounterChild }>();
+  #children(labels: TcpLabels): { opened: CounterChild; sent: CounterChild; received: CounterChild; closed: CounterChild } {
+    let key = '';
+    for (const n of TCP_LABEL_NAMES) key += labels[n] + '\u0000';
+    let ch = this.#childCache.get(key);
+    if (ch === undefined) {
+      if (this.#childCache.size >= 10_000) this.#childCache.clear();
+      ch = { opened: this.#opened.labels(labels), sent: this.#sent.labels(labels), received: this.#received.labels(labels), closed: this.#closed.labels(labels) };
+      this.#childCache.set(key, ch);
+    }
+    return ch;
   }
 
   /** @internal called by ConnectionMetrics.close(). */
