@@ -1,5 +1,5 @@
 /**
- * `node [--cpu-prof] bench/agent-loopback.ts [--conns 1000] [--rr 20000] [--c 16] [--new-conns 3000]`: two node
+ * `node [--cpu-prof] bench/agent-loopback.ts [--conns 1000] [--rr 20000] [--c 16] [--new-conns 3000] [--bulk-mb 1000]`: two node
  * agents' data paths (DataPlane) in this process on loopback addresses, pod A -> HBONE -> pod B,
  * no lab and no root needed. Prints the memory each held connection costs (after a full GC,
  * so live objects only) and the CPU per request of a ping-pong load, for quick iteration on
@@ -7,6 +7,7 @@
  */
 import net from 'node:net';
 import { parseArgs } from 'node:util';
+import { setDefaultHighWaterMark } from 'node:stream';
 import { createLogger } from '../common/log.ts';
 import type { ProxyConfig } from '../common/proxy-config.ts';
 import type { Workload } from '../common/wire.ts';
@@ -17,10 +18,12 @@ import type { DataPlaneCert } from '../node-agent/dataplane.ts';
 import { createTestPki } from '../test/common/hbone-fixtures.ts';
 
 const A_IP = '127.0.11.1', B_IP = '127.0.12.1';
-const { values } = parseArgs({ options: { conns: { type: 'string' }, rr: { type: 'string' }, c: { type: 'string' }, size: { type: 'string' }, 'new-conns': { type: 'string' } } });
+const { values } = parseArgs({ options: { conns: { type: 'string' }, rr: { type: 'string' }, c: { type: 'string' }, size: { type: 'string' }, 'new-conns': { type: 'string' }, 'bulk-mb': { type: 'string' } } });
+const BULK_MB = Number(values['bulk-mb'] ?? 1000);
 const NEW_CONNS = Number(values['new-conns'] ?? 3000);
 const CONNS = Number(values.conns ?? 1000), RR = Number(values.rr ?? 20000), C = Number(values.c ?? 16), SIZE = Number(values.size ?? 1024);
 const MB = 1024 * 1024;
+if (process.env['HWM'] !== undefined) setDefaultHighWaterMark(false, Number(process.env['HWM']));
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined);
 
 const log = createLogger('loopback', { write: () => true });
@@ -46,6 +49,14 @@ const reply = Buffer.alloc(SIZE, 'r');
 const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => {
   s.on('error', () => undefined);
   let got = 0;
+  // A connection that starts with 'B' is a bulk upload: count and discard, answer 'done' at the end.
+  s.once('data', (first: Buffer) => {
+    if (first[0] !== 0x42) return;
+    s.removeAllListeners('data');
+    let n = first.length;
+    s.on('data', (d: Buffer) => { n += d.length; });
+    s.on('end', () => s.end(`done ${n}`));
+  });
   s.on('data', (d) => { got += d.length; while (got >= SIZE) { got -= SIZE; s.write(reply); } });
   s.on('end', () => s.end());
 });
@@ -111,4 +122,24 @@ await Promise.all(Array.from({ length: C }, async () => {
 }));
 const dt1 = performance.now() - t1; const cpuN = process.cpuUsage(cpu1);
 process.stdout.write(`new connections c=${C}: ${(NEW_CONNS / (dt1 / 1000)).toFixed(0)} conn/s, process CPU ${((cpuN.user + cpuN.system) / NEW_CONNS).toFixed(1)} µs/connection (both agents + client + server)\n`);
+// Bulk: one connection uploads BULK_MB MiB through both agents (iperf3-like, with backpressure).
+{
+  const s = await open();
+  const chunk = Buffer.alloc(128 * 1024, 'B');
+  let left = BULK_MB * 8;
+  const cpu2 = process.cpuUsage(); const t2 = performance.now();
+  await new Promise<void>((resolve) => {
+    s.on('data', () => undefined);
+    s.on('end', () => resolve());
+    const pumpOut = (): void => {
+      while (left > 0) { left--; if (!s.write(chunk)) { s.once('drain', pumpOut); return; } }
+      s.end();
+    };
+    pumpOut();
+  });
+  const dt2 = performance.now() - t2; const cpuB = process.cpuUsage(cpu2);
+  const gb = (BULK_MB * MB) / 1e9;
+  process.stdout.write(`bulk ${BULK_MB} MiB: ${((gb * 8) / (dt2 / 1000)).toFixed(2)} Gbit/s, process CPU ${((cpuB.user + cpuB.system) / 1e6 / gb).toFixed(2)} s/GB (both agents + client + server)\n`);
+  s.destroy();
+}
 await dp1.close(0); await dp2.close(0); server.close(); pki.cleanup();

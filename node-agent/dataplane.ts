@@ -64,6 +64,16 @@ export interface OpenConnection {
 // startedAt is formatted only when the admin page asks (not once per connection).
 interface Tracked { info: Omit<OpenConnection, 'startedAt'>; startedAt: number; sockets: Duplex[] }
 
+/**
+ * Stream buffer threshold for the agent process (Node's default is 16 KiB). Pumps move
+ * 64 KiB socket reads into HTTP/2 streams and back; at 16 KiB every chunk crossed the mark,
+ * so each one paused and resumed the source (epoll changes, more wake-ups). At 256 KiB bulk
+ * transfers cost 13 % less CPU per GB and ran ~20 % faster (docs/performance.md). It is a
+ * threshold, not an allocation: idle connections cost the same. Node has no per-stream
+ * option for HTTP/2 streams, hence process-wide: `setDefaultHighWaterMark(false, this)`.
+ */
+export const STREAM_HIGH_WATER_MARK = 256 * 1024;
+
 /** Default ports. */
 export const DEFAULT_PORTS: DataPlanePorts = { outbound: 15001, inbound: 15006, hbone: 15008 };
 

@@ -3,6 +3,11 @@ import { createLogger } from '../common/log.ts';
 import { errorMessage } from '../common/errors.ts';
 import { parseAgentFlags } from './flags.ts';
 import { Agent } from './agent.ts';
+import { setDefaultHighWaterMark } from 'node:stream';
+import { STREAM_HIGH_WATER_MARK } from './dataplane.ts';
+
+// Before any socket exists: the data path's streams get the larger buffer threshold.
+setDefaultHighWaterMark(false, STREAM_HIGH_WATER_MARK);
 
 async function main(): Promise<void> {
   const log = createLogger('node-agent');

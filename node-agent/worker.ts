@@ -8,7 +8,8 @@ import { createLogger } from '../common/log.ts';
 import { errorMessage } from '../common/errors.ts';
 import { AgentState } from './state.ts';
 import { AgentMetrics } from './metrics.ts';
-import { DataPlane } from './dataplane.ts';
+import { DataPlane, STREAM_HIGH_WATER_MARK } from './dataplane.ts';
+import { setDefaultHighWaterMark } from 'node:stream';
 import type { DataPlaneCert } from './dataplane.ts';
 import { createAccessLog } from './access-log.ts';
 import type { CertMessageEntry, FromWorker, ToWorker, WorkerSettings } from './worker-protocol.ts';
@@ -35,6 +36,7 @@ export class WorkerCerts {
 }
 
 async function main(): Promise<void> {
+  setDefaultHighWaterMark(false, STREAM_HIGH_WATER_MARK);
   const send = (m: FromWorker): void => { process.send?.(m); };
   const settings = JSON.parse(process.argv[2] ?? '{}') as WorkerSettings;
   const log = createLogger(`node-agent.worker-${process.env['RONDO_WORKER_ID'] ?? process.pid}`);
