@@ -123,12 +123,18 @@ t.test('a controller that goes silent (no pings, no messages) is dropped and rec
 t.test('compressed binary frames are inflated and applied; one that inflates past the cap closes the connection', async (t) => {
   const { deflateSync } = await import('node:zlib');
   const { MAX_MESSAGE_BYTES } = await import('../../common/wire.ts');
+  // Built once: deflating 64 MiB on every reconnect would dominate the test's run time.
+  const bomb = deflateSync(Buffer.alloc(MAX_MESSAGE_BYTES + 1, 32)); // whitespace bomb: ~64 KB on the wire
   let conn = 0;
   const ctl = await fakeController(t, (ws) => {
     const n = ++conn;
     void next(ws).then(() => {
-      if (n === 1) ws.send(deflateSync(JSON.stringify({ type: 'snapshot', version: 3, nonce: 'z', mesh, resources: {} })), { binary: true });
-      else ws.send(deflateSync(Buffer.alloc(MAX_MESSAGE_BYTES + 1, 32)), { binary: true }); // whitespace bomb: ~64 KB on the wire
+      if (n === 1) {
+        ws.send(deflateSync(JSON.stringify({ type: 'snapshot', version: 3, nonce: 'z', mesh, resources: {} })), { binary: true });
+        // After the ACK, drop the connection so the client reconnects and meets the bomb.
+        void next(ws).then(() => ws.close());
+      }
+      else ws.send(bomb, { binary: true });
     });
   });
   const registry = new Registry();
