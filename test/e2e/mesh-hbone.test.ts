@@ -1,66 +1,19 @@
 // The whole mesh in a lab: real controller, real node agents (capture, SO_ORIGINAL_DST,
 // HBONE between nodes). Needs root; the lab is removed in teardown even on failure.
 import t from 'tap';
+import { deploymentDoc, labDoc, labSpec, namespaceDoc, serviceDoc, tcpEcho } from '../helpers/lab-specs.ts';
 import { labSkipReason, withLab } from '../helpers/lab.ts';
 
 const skip = labSkipReason();
-const spec = `apiVersion: lab.rondo.dev/v1
-kind: Lab
-spec: { nodes: 2, mesh: true }
----
-apiVersion: v1
-kind: Namespace
-metadata: { name: demo, labels: { rondo.dev/dataplane-mode: ambient } }
----
-apiVersion: v1
-kind: Namespace
-metadata: { name: outside }
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: server, namespace: demo }
-spec:
-  replicas: 1
-  selector: { matchLabels: { app: server } }
-  template:
-    metadata: { labels: { app: server, version: v1 } }
-    spec:
-      serviceAccountName: server
-      nodeName: node-2
-      containers: [{ name: s, image: x, command: [rondo-demo, tcp-echo, --port, "9000"] }]
----
-apiVersion: v1
-kind: Service
-metadata: { name: server, namespace: demo }
-spec:
-  selector: { app: server }
-  ports: [{ port: 80, targetPort: 9000 }]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: client, namespace: demo }
-spec:
-  replicas: 1
-  selector: { matchLabels: { app: client } }
-  template:
-    metadata: { labels: { app: client, version: v1 } }
-    spec:
-      serviceAccountName: client
-      nodeName: node-1
-      containers: [{ name: c, image: x, command: [rondo-demo, tcp-echo, --port, "9001"] }]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: stranger, namespace: outside }
-spec:
-  replicas: 1
-  selector: { matchLabels: { app: stranger } }
-  template:
-    metadata: { labels: { app: stranger } }
-    spec:
-      nodeName: node-1
-      containers: [{ name: c, image: x, command: [rondo-demo, tcp-echo, --port, "9002"] }]
-`;
+const spec = labSpec(
+  labDoc(),
+  namespaceDoc('demo', { ambient: true }),
+  namespaceDoc('outside'),
+  deploymentDoc({ namespace: 'demo', name: 'server', node: 'node-2', labels: { version: 'v1' }, command: tcpEcho(9000) }),
+  serviceDoc({ namespace: 'demo', name: 'server', port: 80, targetPort: 9000 }),
+  deploymentDoc({ namespace: 'demo', name: 'client', node: 'node-1', labels: { version: 'v1' }, command: tcpEcho(9001) }),
+  deploymentDoc({ namespace: 'outside', name: 'stranger', node: 'node-1', serviceAccount: null, command: tcpEcho(9002) }),
+);
 
 t.test('mesh: pod to pod and pod to service across nodes over HBONE; plaintext refused under STRICT', { skip: skip ?? false, timeout: 180_000 }, async (t) => {
   const lab = await withLab(t, spec);

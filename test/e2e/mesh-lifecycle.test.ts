@@ -4,45 +4,18 @@
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { deploymentDoc, labDoc, labSpec, namespaceDoc, tcpEcho } from '../helpers/lab-specs.ts';
 import { labSkipReason, withLab } from '../helpers/lab.ts';
 import { agentAdmin, sample, scrapeAgent, scratchDir, tcpSend, waitUntil } from '../helpers/mesh.ts';
 
 const skip = labSkipReason();
 const HOLD_MS = 45_000;
-const spec = `apiVersion: lab.rondo.dev/v1
-kind: Lab
-spec: { nodes: 2, mesh: true, meshOptions: { certTtlSeconds: 20 } }
----
-apiVersion: v1
-kind: Namespace
-metadata: { name: demo, labels: { rondo.dev/dataplane-mode: ambient } }
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: server, namespace: demo }
-spec:
-  replicas: 1
-  selector: { matchLabels: { app: server } }
-  template:
-    metadata: { labels: { app: server } }
-    spec:
-      serviceAccountName: server
-      nodeName: node-2
-      containers: [{ name: c, image: x, command: [rondo-demo, tcp-echo, --port, "9000"] }]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: client, namespace: demo }
-spec:
-  replicas: 1
-  selector: { matchLabels: { app: client } }
-  template:
-    metadata: { labels: { app: client } }
-    spec:
-      serviceAccountName: client
-      nodeName: node-1
-      containers: [{ name: c, image: x, command: [rondo-demo, tcp-echo, --port, "9001"] }]
-`;
+const spec = labSpec(
+  labDoc({ meshOptions: { certTtlSeconds: 20 } }),
+  namespaceDoc('demo', { ambient: true }),
+  deploymentDoc({ namespace: 'demo', name: 'server', node: 'node-2', command: tcpEcho(9000) }),
+  deploymentDoc({ namespace: 'demo', name: 'client', node: 'node-1', command: tcpEcho(9001) }),
+);
 
 // Runs in the client pod: one TCP connection through the mesh, a message every 3 s, each
 // echo checked, for <holdMs>; prints {sent, echoed, errors}.

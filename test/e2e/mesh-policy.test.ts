@@ -1,36 +1,20 @@
 // Issue 4 §7 in a real lab: STRICT/PERMISSIVE for a client outside the mesh, and L4
 // AuthorizationPolicies (DENY, ALLOW, AUDIT) applied and removed at run time.
 import t from 'tap';
+import { deploymentDoc, labDoc, labSpec, namespaceDoc, tcpEcho } from '../helpers/lab-specs.ts';
 import { labSkipReason, withLab } from '../helpers/lab.ts';
 import { agentAdmin, sample, scrapeAgent, tcpSend, waitForConfig, waitUntil } from '../helpers/mesh.ts';
 
 const skip = labSkipReason();
-const dep = (ns: string, name: string, node: string, port: number, sa = name): string => `---
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: ${name}, namespace: ${ns} }
-spec:
-  replicas: 1
-  selector: { matchLabels: { app: ${name} } }
-  template:
-    metadata: { labels: { app: ${name} } }
-    spec:
-      serviceAccountName: ${sa}
-      nodeName: ${node}
-      containers: [{ name: c, image: x, command: [rondo-demo, tcp-echo, --port, "${port}"] }]
-`;
-const spec = `apiVersion: lab.rondo.dev/v1
-kind: Lab
-spec: { nodes: 2, mesh: true }
----
-apiVersion: v1
-kind: Namespace
-metadata: { name: demo, labels: { rondo.dev/dataplane-mode: ambient } }
----
-apiVersion: v1
-kind: Namespace
-metadata: { name: outside }
-${dep('demo', 'server', 'node-2', 9000)}${dep('demo', 'client-a', 'node-1', 9001)}${dep('demo', 'client-b', 'node-1', 9001)}${dep('demo', 'near-a', 'node-2', 9001, 'client-a')}${dep('outside', 'stranger', 'node-1', 9002)}`;
+const dep = (namespace: string, name: string, node: string, port: number, serviceAccount = name): string =>
+  deploymentDoc({ namespace, name, node, serviceAccount, command: tcpEcho(port) });
+const spec = labSpec(
+  labDoc(),
+  namespaceDoc('demo', { ambient: true }),
+  namespaceDoc('outside'),
+  dep('demo', 'server', 'node-2', 9000), dep('demo', 'client-a', 'node-1', 9001), dep('demo', 'client-b', 'node-1', 9001),
+  dep('demo', 'near-a', 'node-2', 9001, 'client-a'), dep('outside', 'stranger', 'node-1', 9002),
+);
 
 const policy = (name: string, action: string, rules: string): string => `apiVersion: security.rondo.dev/v1alpha1
 kind: AuthorizationPolicy

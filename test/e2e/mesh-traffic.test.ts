@@ -5,43 +5,22 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { deploymentDoc, labDoc, labSpec, namespaceDoc, serviceDoc, tcpEcho } from '../helpers/lab-specs.ts';
 import { labSkipReason, withLab } from '../helpers/lab.ts';
 import { captureBridge, sample, scrapeAgent, scratchDir, tcpPackets, tcpSend, waitUntil } from '../helpers/mesh.ts';
 
 const skip = labSkipReason();
-const deployment = (name: string, node: string, command: string): string => `---
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: ${name}, namespace: demo }
-spec:
-  replicas: 1
-  selector: { matchLabels: { app: ${name} } }
-  template:
-    metadata: { labels: { app: ${name}, version: v1 } }
-    spec:
-      serviceAccountName: ${name}
-      nodeName: ${node}
-      containers: [{ name: c, image: x, command: [${command}] }]
-`;
-const service = (name: string, target: number): string => `---
-apiVersion: v1
-kind: Service
-metadata: { name: ${name}, namespace: demo }
-spec:
-  selector: { app: ${name} }
-  ports: [{ port: 80, targetPort: ${target} }]
-`;
-const spec = `apiVersion: lab.rondo.dev/v1
-kind: Lab
-spec: { nodes: 2, mesh: true }
----
-apiVersion: v1
-kind: Namespace
-metadata: { name: demo, labels: { rondo.dev/dataplane-mode: ambient } }
-${deployment('far', 'node-2', 'rondo-demo, tcp-echo, --port, "9000"')}${service('far', 9000)}
-${deployment('near', 'node-1', 'rondo-demo, tcp-echo, --port, "9000"')}${service('near', 9000)}
-${deployment('web', 'node-2', 'rondo-demo, echo, --port, "8080", --body-bytes, "3000"')}${service('web', 8080)}
-${deployment('client', 'node-1', 'rondo-demo, tcp-echo, --port, "9001"')}`;
+const deployment = (name: string, node: string, command: string[]): string =>
+  deploymentDoc({ namespace: 'demo', name, node, labels: { version: 'v1' }, command });
+const service = (name: string, targetPort: number): string => serviceDoc({ namespace: 'demo', name, port: 80, targetPort });
+const spec = labSpec(
+  labDoc(),
+  namespaceDoc('demo', { ambient: true }),
+  deployment('far', 'node-2', tcpEcho(9000)), service('far', 9000),
+  deployment('near', 'node-1', tcpEcho(9000)), service('near', 9000),
+  deployment('web', 'node-2', ['rondo-demo', 'echo', '--port', '8080', '--body-bytes', '3000']), service('web', 8080),
+  deployment('client', 'node-1', tcpEcho(9001)),
+);
 
 // Runs in a pod: 'bulk' sends <bytes> random bytes, half-closes and checks the echo's hash;
 // 'reset' sends some data, waits for part of the echo, then resets the connection.
