@@ -50,6 +50,25 @@ export interface PumpHooks {
   bToA?: (n: number) => void;
 }
 
+// HTTP/2 delivers a 64 KiB TLS read as four 16 KiB DATA chunks in one turn; written to a
+// socket one by one, each is a syscall. Corking the socket until the turn's check phase
+// sends them with one writev (bulk on loopback: -2..-9 % CPU per GB, +4..13 % throughput).
+// Only chunks of 4 KiB and more: a small one is a request or response that should go out
+// now (corking every chunk cost c=1 a few % CPU per request). Only plain sockets: HTTP/2
+// streams batch in nghttp2. end() flushes a corked socket before its FIN.
+const CORK_MIN_CHUNK = 4 * 1024;
+function coalescer(dst: Duplex): ((n: number) => void) | undefined {
+  if (!(dst instanceof Socket)) return undefined;
+  let corked = false;
+  const uncork = (): void => { corked = false; dst.uncork(); };
+  return (n) => {
+    if (corked || n < CORK_MIN_CHUNK) return;
+    corked = true;
+    dst.cork();
+    setImmediate(uncork);
+  };
+}
+
 /** Pumps bytes between `a` and `b` until both are closed; resolves with the counts. */
 export function pump(a: Duplex, b: Duplex, hooks: PumpHooks = {}): Promise<PumpResult> {
   const res: PumpResult = { aToB: 0, bToA: 0 };
@@ -70,8 +89,10 @@ export function pump(a: Duplex, b: Duplex, hooks: PumpHooks = {}): Promise<PumpR
       if (++closed === 2) resolve(res);
     };
     const ha = hooks.aToB, hb = hooks.bToA;
-    a.on('data', (c: Buffer) => { res.aToB += c.length; ha?.(c.length); });
-    b.on('data', (c: Buffer) => { res.bToA += c.length; hb?.(c.length); });
+    const corkA = coalescer(a), corkB = coalescer(b);
+    // Registered before pipe(): the destination is corked before pipe's write of the chunk.
+    a.on('data', (c: Buffer) => { res.aToB += c.length; ha?.(c.length); corkB?.(c.length); });
+    b.on('data', (c: Buffer) => { res.bToA += c.length; hb?.(c.length); corkA?.(c.length); });
     a.on('error', (e: Error) => fail('a', e));
     b.on('error', (e: Error) => fail('b', e));
     // HTTP/2 streams announce a peer's RST_STREAM with 'aborted' before ending their readable
