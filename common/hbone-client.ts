@@ -56,6 +56,13 @@ export interface HboneConnectRequest {
   headers?: OutgoingHttpHeaders;
 }
 
+/** A CONNECT sent but not yet answered (see HboneClientPool.open). */
+export interface PendingTunnel {
+  stream: ClientHttp2Stream;
+  /** Resolves on 200; rejects with an HboneConnectError carrying the status otherwise. */
+  established: Promise<void>;
+}
+
 interface PooledSession {
   key: string;
   session: ClientHttp2Session;
@@ -100,6 +107,18 @@ export class HboneClientPool {
 
   /** Opens a CONNECT stream; resolves once the peer answered 200, rejects with the reason otherwise. */
   async connect(req: HboneConnectRequest): Promise<ClientHttp2Stream> {
+    const t = await this.open(req);
+    await t.established;
+    return t.stream;
+  }
+
+  /**
+   * Sends a CONNECT and resolves as soon as the stream exists (session ready), before the
+   * peer answers: bytes written to `stream` now travel with the HEADERS, which saves a round
+   * trip per connection (data-plane-notes pitfall 7). `established` resolves on 200 and
+   * rejects with the reason otherwise; the caller must not read `stream` before that.
+   */
+  async open(req: HboneConnectRequest): Promise<PendingTunnel> {
     if (this.#closed) throw new HboneConnectError('RONDO_E_HBONE_CLOSED', 'HBONE client pool is closed (agent draining)');
     const pooled = await this.#session(req);
     return this.#open(pooled, req);
@@ -233,12 +252,12 @@ export class HboneClientPool {
     p.idleTimer = t;
   }
 
-  #open(p: PooledSession, req: HboneConnectRequest): Promise<ClientHttp2Stream> {
+  #open(p: PooledSession, req: HboneConnectRequest): PendingTunnel {
     p.streams++;
     this.#armIdle(p);
     const stream = p.session.request({ ':method': 'CONNECT', ':authority': req.authority, ...req.headers }, { endStream: false });
     stream.once('close', () => { p.streams--; this.#armIdle(p); });
-    return new Promise((resolve, reject) => {
+    const established = new Promise<void>((resolve, reject) => {
       let answered = false;
       const onEarlyClose = (): void => {
         if (answered) return;
@@ -251,7 +270,7 @@ export class HboneClientPool {
       stream.once('response', (h) => {
         answered = true;
         const status = Number(h[':status']);
-        if (status === 200) { resolve(stream); return; }
+        if (status === 200) { resolve(); return; }
         const reason = h[REASON_HEADER];
         // The peer ends the stream after a refusal; consume it so it closes cleanly (no RST).
         stream.resume();
@@ -260,5 +279,6 @@ export class HboneClientPool {
           `HBONE CONNECT ${req.authority} refused with ${status}${typeof reason === 'string' ? `: ${reason}` : ''}`, status));
       });
     });
+    return { stream, established };
   }
 }

@@ -330,7 +330,13 @@ export class DataPlane {
     const labels = tcpLabels({ reporter: 'source', source: d.source, destination, destinationPrincipal: d.expectedIdentity, service: d.service, mtls: true });
     const via = `${d.kind}:${d.connectTo.ip}:${d.connectTo.port}`;
     const started = Date.now();
-    this.#pool.connect({
+    const refused = (e: unknown): void => {
+      if (key !== undefined) this.#picker.release(key);
+      const status = (e as { status?: number }).status;
+      const reason: RefuseReason = status === 403 ? 'policy_denied' : 'upstream_failed';
+      this.#refuse(socket, reason, errorMessage(e), { ...base, via, target: d.authority });
+    };
+    this.#pool.open({
       connectTo: d.connectTo,
       authority: d.authority,
       expectedIdentity: d.expectedIdentity,
@@ -340,27 +346,35 @@ export class DataPlane {
         traceparent: newTraceparent(),
         baggage: baggageOf(d.source),
       },
-    }).then((stream) => {
-      if (socket.destroyed) { stream.destroy(new Error('client went away')); if (key !== undefined) this.#picker.release(key); return; }
-      const t = this.#track({ direction: 'outbound', src: base.src ?? '', dst: d.authority, via }, [socket, stream]);
-      const cm = this.#m.connection(labels);
-      this.#tunnels++;
-      this.#poolGauges();
-      socket.resume();
-      void pump(socket, stream, { aToB: (n) => cm.addReceived(n), bToA: (n) => cm.addSent(n) }).then((r) => {
-        cm.close();
-        if (key !== undefined) this.#picker.release(key);
-        this.#open.delete(t.info.id);
-        this.#tunnels--;
+    }).then(({ stream, established }) => {
+      // The client's first bytes go out right behind the HEADERS instead of after the 200:
+      // one round trip less per connection (data-plane-notes pitfall 7). If the peer refuses,
+      // they are lost and the client sees a reset, as it would without them.
+      let early = 0;
+      const forward = (c: Buffer): void => { early += c.length; if (!stream.write(c)) socket.pause(); };
+      if (!socket.destroyed) { socket.on('data', forward); socket.resume(); }
+      established.then(() => {
+        socket.off('data', forward);
+        if (socket.destroyed) { stream.destroy(new Error('client went away')); if (key !== undefined) this.#picker.release(key); return; }
+        const t = this.#track({ direction: 'outbound', src: base.src ?? '', dst: d.authority, via }, [socket, stream]);
+        const cm = this.#m.connection(labels);
+        if (early > 0) cm.addReceived(early);
+        this.#tunnels++;
         this.#poolGauges();
-        this.#logDone({ ...base, via, target: d.authority, identity: d.expectedIdentity }, r, started);
+        void pump(socket, stream, { aToB: (n) => cm.addReceived(n), bToA: (n) => cm.addSent(n) }).then((r) => {
+          r.aToB += early;
+          cm.close();
+          if (key !== undefined) this.#picker.release(key);
+          this.#open.delete(t.info.id);
+          this.#tunnels--;
+          this.#poolGauges();
+          this.#logDone({ ...base, via, target: d.authority, identity: d.expectedIdentity }, r, started);
+        });
+      }, (e: unknown) => {
+        socket.off('data', forward);
+        refused(e);
       });
-    }, (e: unknown) => {
-      if (key !== undefined) this.#picker.release(key);
-      const status = (e as { status?: number }).status;
-      const reason: RefuseReason = status === 403 ? 'policy_denied' : 'upstream_failed';
-      this.#refuse(socket, reason, errorMessage(e), { ...base, via, target: d.authority });
-    });
+    }, (e: unknown) => refused(e));
   }
 
   // ---- 15008: HBONE inbound ----
