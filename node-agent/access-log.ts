@@ -40,8 +40,14 @@ export function createAccessLog(write: (line: string) => unknown = (l) => proces
     batch = '';
     write(out);
   };
+  // At thousands of connections per second most lines share a millisecond: format it once.
+  let isoMs = -1, iso = '';
   const log = (r: AccessLogRecord): void => {
-    batch += JSON.stringify({ time: new Date().toISOString(), ...r }) + '\n';
+    const ms = Date.now();
+    if (ms !== isoMs) { isoMs = ms; iso = new Date(ms).toISOString(); }
+    // Spliced rather than `{ time, ...r }`: the spread built a second object per line.
+    const body = JSON.stringify(r);
+    batch += (body.length > 2 ? `{"time":"${iso}",${body.slice(1)}` : `{"time":"${iso}"}`) + '\n';
     if (batch.length >= 64 * 1024) flush();
     else if (!scheduled) { scheduled = true; schedule(flush); }
   };

@@ -32,7 +32,7 @@ export class OrigDstError extends RondoError {
   }
 }
 
-type GetSockOpt = (fd: number, level: number, name: number, buf: Buffer, len: number[]) => number;
+type GetSockOpt = (fd: number, level: number, name: number, buf: Buffer, len: Buffer) => number;
 interface Ffi { getsockopt: GetSockOpt; errno: () => number }
 
 let ffi: Ffi | undefined;
@@ -48,7 +48,9 @@ function loadFfi(): Ffi {
       errno(): number;
     };
     const libc = koffi.load('libc.so.6');
-    const getsockopt = libc.func('int getsockopt(int, int, int, _Out_ uint8_t *buf, _Inout_ uint32_t *len)');
+    // Plain pointers to Buffers: koffi passes their memory as is. With `_Out_ uint8_t *` and an
+    // `_Inout_` array it copied both in and out on every call (2.6 instead of 1.0 µs per call).
+    const getsockopt = libc.func('int getsockopt(int, int, int, void *buf, void *len)');
     ffi = { getsockopt, errno: () => koffi.errno() };
     return ffi;
   } catch (e) {
@@ -69,7 +71,7 @@ export function checkOrigDstSupport(): void {
     throw new OrigDstError(`SO_ORIGINAL_DST needs Linux (iptables REDIRECT); this is ${process.platform}`);
   }
   const f = loadFfi();
-  const rc = f.getsockopt(-1, SOL_IP, SO_ORIGINAL_DST, Buffer.alloc(16), [16]);
+  const rc = f.getsockopt(-1, SOL_IP, SO_ORIGINAL_DST, Buffer.alloc(16), lenBuf(16));
   const errno = f.errno();
   if (rc !== -1 || errno !== 9) {
     throw new OrigDstError(`getsockopt self-test returned rc=${rc} errno=${errno}, expected -1/EBADF: the FFI binding is broken`);
@@ -120,6 +122,12 @@ function compressIpv6(groups: string[]): string {
   return `${groups.slice(0, bestStart).join(':')}::${groups.slice(bestStart + bestLen).join(':')}`;
 }
 
+function lenBuf(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n, 0);
+  return b;
+}
+
 /**
  * The original destination of an accepted socket. A connection that conntrack tracks but
  * did not NAT reports its own local address; `undefined` means conntrack has no entry for
@@ -129,12 +137,13 @@ function compressIpv6(groups: string[]): string {
 export function originalDestination(socket: Socket): OriginalDestination | undefined {
   const f = loadFfi();
   const fd = socketFd(socket);
-  const local = socket.localAddress ?? '';
+  // The peer's family is the socket's family; remoteAddress is read (and cached by Node) for
+  // the access log anyway, while localAddress would cost one more getsockname per connection.
+  const peer = socket.remoteAddress ?? '';
   // A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d; those are IPv4 conntrack entries.
-  const v4 = isIPv4(local) || (local.startsWith('::ffff:') && isIPv4(local.slice(7)));
+  const v4 = isIPv4(peer) || (peer.startsWith('::ffff:') && isIPv4(peer.slice(7)));
   const buf = Buffer.alloc(v4 ? 16 : SOCKADDR_IN6_LEN);
-  const len = [buf.length];
-  const rc = f.getsockopt(fd, v4 ? SOL_IP : SOL_IPV6, SO_ORIGINAL_DST, buf, len);
+  const rc = f.getsockopt(fd, v4 ? SOL_IP : SOL_IPV6, SO_ORIGINAL_DST, buf, lenBuf(buf.length));
   if (rc !== 0) {
     const errno = f.errno();
     if (errno === ENOENT) return undefined;
