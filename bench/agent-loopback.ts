@@ -96,14 +96,22 @@ const conns = await Promise.all(Array.from({ length: C }, open));
 const msg = Buffer.alloc(SIZE, 'q');
 let left = RR;
 const cpu0 = process.cpuUsage(); const t0 = performance.now();
+// Round-trip times (both agents' added latency plus client and server), for the c=1 figure.
+const rtts: number[] = [];
 await Promise.all(conns.map((s) => new Promise<void>((resolve) => {
   let got = 0;
-  const next = (): void => { if (left-- > 0) s.write(msg); else resolve(); };
+  let sentAt = 0;
+  const next = (): void => {
+    if (sentAt > 0) rtts.push(performance.now() - sentAt);
+    if (left-- > 0) { sentAt = performance.now(); s.write(msg); } else resolve();
+  };
   s.on('data', (d) => { got += d.length; while (got >= SIZE) { got -= SIZE; next(); } });
   next();
 })));
 const dt = performance.now() - t0; const cpu = process.cpuUsage(cpu0);
-process.stdout.write(`ping-pong c=${C} size=${SIZE}: ${(RR / (dt / 1000)).toFixed(0)} req/s, process CPU ${((cpu.user + cpu.system) / RR).toFixed(1)} µs/request (both agents + client + server)\n`);
+rtts.sort((x, y) => x - y);
+const p50 = rtts[Math.floor(rtts.length / 2)] ?? 0;
+process.stdout.write(`ping-pong c=${C} size=${SIZE}: ${(RR / (dt / 1000)).toFixed(0)} req/s, p50 round trip ${(p50 * 1000).toFixed(0)} µs, process CPU ${((cpu.user + cpu.system) / RR).toFixed(1)} µs/request (both agents + client + server)\n`);
 for (const s of conns) s.destroy();
 
 // New connections: connect, one request/response, client closes; C at a time.
