@@ -300,3 +300,23 @@ t.test('close() drains: sessions get GOAWAY, open streams may finish before the 
   await closing;
   await t.rejects(pool.connect(req({ connectTo: { ip: '127.0.0.1', port } })), HboneConnectError, 'no new connections after drain');
 });
+
+t.test('open(): bytes written before the 200 reach the pod; a refusal rejects established with its status', async (t) => {
+  const pool = new HboneClientPool({ log });
+  t.teardown(() => pool.close());
+  const { stream, established } = await pool.open(req());
+  let answered = false;
+  void established.then(() => { answered = true; });
+  const got = collect(stream);
+  stream.end('early');
+  t.equal(answered, false, 'written before the server answered');
+  await established;
+  t.equal((await got).toString(), 'earlybye', 'early bytes and half-close went through intact');
+
+  const refused = await pool.open(req({ authority: formatAuthority('127.0.0.1', 1) }));
+  refused.stream.write('lost');
+  const err = await refused.established.then(() => undefined, (e: unknown) => e);
+  t.ok(err instanceof HboneConnectError);
+  t.equal((err as HboneConnectError).status, 403);
+  t.equal((err as HboneConnectError).code, 'RONDO_E_HBONE_REFUSED');
+});
