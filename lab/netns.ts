@@ -16,6 +16,9 @@ const NODE_SYSCTLS = [
   'net.ipv4.ip_local_port_range=15100 64999',
 ];
 
+/** Pod sysctls: load generators in pods open many short connections (TIME-WAIT reuse, wide port range). */
+const POD_SYSCTLS = ['net.ipv4.tcp_tw_reuse=1', 'net.ipv4.ip_local_port_range=15100 64999'];
+
 /** Runs `ip` commands for one netns as one `ip -n ns -batch -` call (one process per netns). */
 async function ipBatch(run: CommandRunner, netns: string, lines: string[]): Promise<void> {
   if (lines.length > 0) await run('ip', ['-n', netns, '-batch', '-'], { input: lines.join('\n') + '\n' });
@@ -70,6 +73,7 @@ export async function buildPod(run: CommandRunner, node: NodePlan, pod: PodPlan)
     `route add ${node.gateway} dev eth0 scope link`,
     `route add default via ${node.gateway} dev eth0 src ${pod.ip}`,
   ]);
+  await run('ip', ['netns', 'exec', pod.netns, 'sysctl', '-q', '-w', ...POD_SYSCTLS]);
 }
 
 /** Rewrites LAB-SERVICES in every node netns for the endpoints now ready. */
