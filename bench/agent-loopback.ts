@@ -10,12 +10,11 @@ import { parseArgs } from 'node:util';
 import { setDefaultHighWaterMark } from 'node:stream';
 import { createLogger } from '../common/log.ts';
 import type { ProxyConfig } from '../common/proxy-config.ts';
-import type { Workload } from '../common/wire.ts';
 import { AgentState } from '../node-agent/state.ts';
 import { AgentMetrics } from '../node-agent/metrics.ts';
 import { DataPlane } from '../node-agent/dataplane.ts';
 import type { DataPlaneCert } from '../node-agent/dataplane.ts';
-import { createTestPki } from '../test/common/hbone-fixtures.ts';
+import { createTestPki, dataPlaneCert, demoWorkload } from '../test/common/hbone-fixtures.ts';
 
 const A_IP = '127.0.11.1', B_IP = '127.0.12.1';
 const { values } = parseArgs({ options: { conns: { type: 'string' }, rr: { type: 'string' }, c: { type: 'string' }, size: { type: 'string' }, 'new-conns': { type: 'string' }, 'bulk-mb': { type: 'string' } } });
@@ -28,15 +27,9 @@ const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined);
 
 const log = createLogger('loopback', { write: () => true });
 const pki = createTestPki();
-function cert(sa: string): DataPlaneCert {
-  const l = pki.leaf('demo', sa);
-  return { identity: l.identity, keyPem: l.keyPem, chain: [l.certPem], trustBundle: [pki.caPem], notAfter: new Date(Date.now() + 3600e3), secureContext: l.ctx };
-}
+const cert = (sa: string): DataPlaneCert => dataPlaneCert(pki, sa);
 const certA = cert('a'), certB = cert('b');
-const wl = (name: string, ip: string, node: string, identity: string): Workload => ({
-  uid: `uid-${name}`, namespace: 'demo', name: `${name}-0`, workloadName: name, serviceAccount: name, identity,
-  ips: [ip], node, labels: { app: name, version: 'v1' }, enrolled: true,
-});
+const wl = demoWorkload;
 const config: ProxyConfig = {
   version: 1,
   mesh: { trustDomain: 'cluster.local', trustBundle: [pki.caPem], rootNamespace: 'rondo-system' },

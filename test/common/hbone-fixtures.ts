@@ -5,6 +5,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
+import type { Workload } from '../../common/wire.ts';
+import type { DataPlaneCert } from '../../node-agent/dataplane.ts';
 
 export interface TestPki {
   caPem: string;
@@ -48,5 +50,19 @@ export function createTestPki(): TestPki {
     },
     otherCa: () => makeCa(dir, `other${n++}`),
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** A data-plane certificate for `demo/<sa>` from the test PKI, valid for an hour. */
+export function dataPlaneCert(pki: TestPki, sa: string): DataPlaneCert {
+  const l = pki.leaf('demo', sa);
+  return { identity: l.identity, keyPem: l.keyPem, chain: [l.certPem], trustBundle: [pki.caPem], notAfter: new Date(Date.now() + 3600e3), secureContext: l.ctx };
+}
+
+/** An enrolled `demo/<name>-0` workload with one IP. */
+export function demoWorkload(name: string, ip: string, node: string, identity: string): Workload {
+  return {
+    uid: `uid-${name}`, namespace: 'demo', name: `${name}-0`, workloadName: name, serviceAccount: name, identity,
+    ips: [ip], node, labels: { app: name, version: 'v1' }, enrolled: true,
   };
 }

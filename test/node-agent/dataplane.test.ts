@@ -11,22 +11,16 @@ import { AgentMetrics } from '../../node-agent/metrics.ts';
 import { DataPlane } from '../../node-agent/dataplane.ts';
 import type { DataPlaneCert } from '../../node-agent/dataplane.ts';
 import type { AccessLogRecord } from '../../node-agent/access-log.ts';
-import { createTestPki } from '../common/hbone-fixtures.ts';
+import { createTestPki, dataPlaneCert, demoWorkload } from '../common/hbone-fixtures.ts';
 
 const log = createLogger('test', { write: () => true });
 const pki = createTestPki();
 t.teardown(() => pki.cleanup());
 const A_IP = '127.0.1.1', B_IP = '127.0.2.1', OUT_IP = '127.0.3.1';
 
-function cert(sa: string): DataPlaneCert {
-  const l = pki.leaf('demo', sa);
-  return { identity: l.identity, keyPem: l.keyPem, chain: [l.certPem], trustBundle: [pki.caPem], notAfter: new Date(Date.now() + 3600e3), secureContext: l.ctx };
-}
+const cert = (sa: string): DataPlaneCert => dataPlaneCert(pki, sa);
 const certA = cert('a'), certB = cert('b');
-const wl = (name: string, ip: string, node: string, identity: string): Workload => ({
-  uid: `uid-${name}`, namespace: 'demo', name: `${name}-0`, workloadName: name, serviceAccount: name, identity,
-  ips: [ip], node, labels: { app: name, version: 'v1' }, enrolled: true,
-});
+const wl = demoWorkload;
 function config(o: { policies?: AuthorizationPolicy[]; peerAuths?: PeerAuthentication[] } = {}): ProxyConfig {
   return {
     version: 1,
