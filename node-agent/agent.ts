@@ -272,7 +272,6 @@ export class Agent {
       const c = this.#certs.get(id);
       if (c === undefined) continue;
       out.push({ identity: id, keyPem: c.keyPem, chain: c.chain, trustBundle: [...c.trustBundle], notAfter: c.notAfter.toISOString() });
-      this.#metrics.setCertExpiry(id, c.notAfter);
     }
     return out;
   }

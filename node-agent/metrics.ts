@@ -161,7 +161,6 @@ export class AgentMetrics {
   readonly #received: Counter<string>;
   readonly #configVersion: Gauge<string>;
   readonly #connected: Gauge<string>;
-  readonly #certExpiry: Gauge<string>;
   readonly #pool: Gauge<string>;
   readonly #refused: Counter<string>;
   readonly #audit: Counter<string>;
@@ -192,12 +191,6 @@ export class AgentMetrics {
     });
     this.#configVersion = new Gauge({ name: 'rondo_agent_config_version', help: 'Version of the configuration being served', registers });
     this.#connected = new Gauge({ name: 'rondo_agent_connected', help: '1 while connected to the controller, else 0', registers });
-    this.#certExpiry = new Gauge({
-      name: 'rondo_agent_cert_expiry_timestamp_seconds',
-      help: 'Expiry (Unix seconds) of each workload certificate the agent holds',
-      labelNames: ['identity'],
-      registers,
-    });
     this.#pool = new Gauge({
       name: 'rondo_agent_pool_connections',
       help: 'HBONE pool size: sessions (TLS connections) and streams (tunnelled connections)',
@@ -301,16 +294,6 @@ export class AgentMetrics {
   /** Records the controller connection state. */
   setConnected(connected: boolean): void {
     this.#connected.set(connected ? 1 : 0);
-  }
-
-  /** Records a workload certificate's expiry. */
-  setCertExpiry(identity: string, notAfter: Date): void {
-    this.#certExpiry.set({ identity }, notAfter.getTime() / 1000);
-  }
-
-  /** Drops the series of a certificate the agent no longer holds. */
-  forgetCert(identity: string): void {
-    this.#certExpiry.remove({ identity });
   }
 
   /** Records the HBONE pool size. */

@@ -69,7 +69,7 @@ t.test('agent: config, certificates, workers, health, admin, aggregated metrics,
   const text = await (await fetch(`http://127.0.0.1:${metrics}/metrics`)).text();
   t.match(text, /rondo_agent_refused_connections_total\{reason="unknown_destination"\} 1/);
   t.match(text, /rondo_agent_config_version [1-9]/);
-  t.match(text, /rondo_agent_cert_expiry_timestamp_seconds\{identity="spiffe:\/\/cluster.local\/ns\/demo\/sa\/web"\}/);
+  t.match(text, /rondo_cert_expiry_timestamp_seconds\{identity="spiffe:\/\/cluster.local\/ns\/demo\/sa\/web"\}/);
   t.same(await (await fetch(`http://127.0.0.1:${admin}/connections`)).json(), []);
 
   await agent.close(500);

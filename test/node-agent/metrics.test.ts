@@ -54,7 +54,7 @@ t.test('opened on connect; bytes on scrape for long-lived connections; closed on
   t.equal(sample(text, 'rondo_agent_open_connections'), 0);
 });
 
-t.test('health metrics: config age and version, controller link, certificates, pools, refusals, audits', async (t) => {
+t.test('health metrics: config age and version, controller link, pools, refusals, audits (certificate expiry comes from CertManager)', async (t) => {
   let now = 1_000_000;
   const m = new AgentMetrics({ now: () => now });
   now += 5000;
@@ -63,9 +63,6 @@ t.test('health metrics: config age and version, controller link, certificates, p
   m.configApplied(42);
   now += 2500;
   m.setConnected(true);
-  m.setCertExpiry(client.identity, new Date(1_700_000_000_000));
-  m.setCertExpiry(server.identity, new Date(1_700_000_100_000));
-  m.forgetCert(server.identity);
   m.setPool('sessions', 3);
   m.setPool('streams', 17);
   m.refused('policy_denied');
@@ -77,8 +74,6 @@ t.test('health metrics: config age and version, controller link, certificates, p
   t.equal(sample(text, 'rondo_agent_config_age_seconds'), 2.5);
   t.equal(sample(text, 'rondo_agent_config_version'), 42);
   t.equal(sample(text, 'rondo_agent_connected'), 1);
-  t.equal(sample(text, 'rondo_agent_cert_expiry_timestamp_seconds', `identity="${client.identity}"`), 1_700_000_000);
-  t.equal(sample(text, 'rondo_agent_cert_expiry_timestamp_seconds', `identity="${server.identity}"`), undefined);
   t.equal(sample(text, 'rondo_agent_pool_connections', 'kind="streams"'), 17);
   t.equal(sample(text, 'rondo_agent_refused_connections_total', 'reason="policy_denied"'), 1);
   t.equal(sample(text, 'rondo_agent_refused_connections_total', 'reason="source_not_enrolled"'), 1);
@@ -102,7 +97,6 @@ t.test('exposition passes promtool check metrics', { skip: !promtool && 'promtoo
   c.addReceived(10);
   c.close();
   m.configApplied(1);
-  m.setCertExpiry(client.identity, new Date());
   m.setPool('sessions', 1);
   m.refused('other');
   m.audited(['demo/a'], true);
