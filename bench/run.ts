@@ -4,7 +4,11 @@
  * (bench/results/latest.*) and always tears the lab and every process down, also on Ctrl-C.
  *
  *   node bench/run.ts [--seconds 5] [--rounds 3] [--quick] [--paths direct,haproxy]
- *                     [--out bench/results] [--name bXXXXX] [--no-control-plane]
+ *                     [--out bench/results] [--name bXXXXX] [--no-control-plane] [--source]
+ *
+ * The mesh runs from a fresh production build (tsc → bench/results/tmp/dist), as a DaemonSet
+ * image would; `--source` runs the `.ts` files through Node's type stripping instead (~20 MB
+ * more RSS per process, docs/performance.md).
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -37,6 +41,8 @@ import type { BenchReport, PathResult } from './report.ts';
 export interface BenchOptions {
   seconds: number; rounds: number; paths: PathDef[]; out: string; name: string; controlPlane: boolean;
   specFile: string; meshTimeoutMs: number; heldConnections: number; log: (line: string) => void;
+  /** run the mesh from the `.ts` sources instead of a production build */
+  source: boolean;
 }
 
 /** Parses the command line; every bad value is refused by name. */
@@ -46,7 +52,7 @@ export function parseBenchArgs(argv: string[]): Omit<BenchOptions, 'log'> {
     options: {
       seconds: { type: 'string' }, rounds: { type: 'string' }, quick: { type: 'boolean', default: false }, paths: { type: 'string' },
       out: { type: 'string' }, name: { type: 'string' }, 'no-control-plane': { type: 'boolean', default: false }, spec: { type: 'string' },
-      'mesh-timeout': { type: 'string' }, connections: { type: 'string' },
+      'mesh-timeout': { type: 'string' }, connections: { type: 'string' }, source: { type: 'boolean', default: false },
     },
   });
   const num = (v: string | undefined, flag: string, dflt: number, min: number): number => {
@@ -68,7 +74,21 @@ export function parseBenchArgs(argv: string[]): Omit<BenchOptions, 'log'> {
     specFile: values.spec ?? join(REPO_ROOT, 'bench', 'specs', 'bench.yaml'),
     meshTimeoutMs: num(values['mesh-timeout'], '--mesh-timeout', 30, 1) * 1000,
     heldConnections: Math.floor(num(values.connections, '--connections', 1000, 1)),
+    source: values.source,
   };
+}
+
+/** Where the bench's production build goes (git-ignored; node_modules resolves from there). */
+export const BUILD_DIR = join(REPO_ROOT, 'bench', 'results', 'tmp', 'dist');
+
+/** Compiles the mesh (tsconfig.build.json) into BUILD_DIR; the lab runs it via RONDO_MESH_DIST. */
+export function buildMesh(log: (line: string) => void): string {
+  log(`build: tsc -p tsconfig.build.json --outDir ${BUILD_DIR}`);
+  rmSync(BUILD_DIR, { recursive: true, force: true });
+  const tsc = join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  const r = spawnSync(process.execPath, [tsc, '-p', join(REPO_ROOT, 'tsconfig.build.json'), '--outDir', BUILD_DIR], { encoding: 'utf8', cwd: REPO_ROOT });
+  if (r.status !== 0) throw new InvalidInputError(`the production build failed (use --source to bench the .ts files):\n${r.stdout}${r.stderr}`);
+  return BUILD_DIR;
 }
 
 const MB = 1024 * 1024;
@@ -96,6 +116,7 @@ async function upLab(o: BenchOptions): Promise<{ lab: Lab; meshError?: string }>
   const needMesh = o.paths.some((p) => p.requires.includes('mesh'));
   spec.lab.mesh = needMesh;
   const opts = { ownerPid: process.pid, meshTimeoutMs: o.meshTimeoutMs, onProgress: (l: string) => o.log(`lab: ${l}`) };
+  if (needMesh && !o.source) process.env['RONDO_MESH_DIST'] = buildMesh(o.log);
   try {
     return { lab: await Lab.up(spec, opts) };
   } catch (e) {
@@ -347,7 +368,8 @@ export async function runBench(o: BenchOptions, cleanups: (() => Promise<unknown
   notes.push('Absolute numbers drift on this shared machine; compare ratios measured in the same run.');
 
   const report: BenchReport = {
-    startedAt, finishedAt: new Date().toISOString(), machine: { ...mach, 'load average at end': loadavg().map((x) => x.toFixed(1)).join(' '), 'seconds per measurement': o.seconds },
+    startedAt, finishedAt: new Date().toISOString(), machine: { ...mach, 'load average at end': loadavg().map((x) => x.toFixed(1)).join(' '), 'seconds per measurement': o.seconds,
+      'mesh runs from': o.source ? 'the .ts sources (--source)' : 'a production build (tsc, JavaScript)' },
     rounds: o.rounds, figures: [...FIGURES], paths: results, skipped, extra, targets: checkTargets(results, cp), notes,
   };
   writeReport(o.out, report);

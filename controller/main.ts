@@ -1,7 +1,7 @@
 /** Entry point of the controller process (see the contract: flags, ports, CA directory). */
 import { createLogger } from '../common/log.ts';
 import { RondoError, errorMessage } from '../common/errors.ts';
-import { parseControllerFlags } from './flags.ts';
+import { USAGE, parseControllerFlags } from './flags.ts';
 import { CertificateAuthority } from './ca.ts';
 import { TokenFileAuthenticator } from './push/auth.ts';
 import { FileSource } from './sources/files.ts';
@@ -12,6 +12,10 @@ import { KubernetesStatusWriter, kubernetesPatcher } from './status/status-write
 import { TokenReviewAuthenticator, firstOf, kubernetesReviewer } from './push/token-review.ts';
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--help') || process.argv.includes('-h')) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
   const log = createLogger('controller');
   const flags = parseControllerFlags(process.argv.slice(2));
   const ca = await CertificateAuthority.loadOrCreate({ dir: flags.caDir, trustDomain: flags.trustDomain, ttlSeconds: flags.certTtlSeconds });

@@ -37,11 +37,24 @@ export function writeTokens(runDir: string, plan: LabPlan): Map<string, string> 
   return files;
 }
 
+/**
+ * The entry point of a mesh part: `<repo>/<part>/main.ts`, run through Node's type stripping,
+ * or with `RONDO_MESH_DIST=<dir>` the compiled `<dir>/<part>/main.js` (`npm run build` writes
+ * `dist/`), as a production image runs it. The bench uses the build: type stripping costs
+ * the agent ~20 MB of RSS (docs/performance.md). The directory must sit inside the repo so
+ * that `node_modules` resolves.
+ */
+export function meshEntry(repo: string, part: 'controller' | 'node-agent', env: NodeJS.ProcessEnv = process.env): string {
+  const dist = env['RONDO_MESH_DIST'];
+  return dist !== undefined && dist !== '' ? join(dist, part, 'main.js') : join(repo, part, 'main.ts');
+}
+
 /** Command line of the controller (contract). */
-export function controllerArgv(o: { node: string; repo: string; stateDir: string; runDir: string; plan: LabPlan }): string[] {
+export function controllerArgv(o: { node: string; repo: string; stateDir: string; runDir: string; plan: LabPlan },
+  env: NodeJS.ProcessEnv = process.env): string[] {
   const p = meshPaths(o.runDir);
   const ttl = o.plan.meshOptions?.certTtlSeconds;
-  return [o.node, join(o.repo, 'controller', 'main.ts'), '--files', o.stateDir, '--listen', o.plan.controller.ip, '--ca-dir', p.ca, '--tokens', p.tokens,
+  return [o.node, meshEntry(o.repo, 'controller', env), '--files', o.stateDir, '--listen', o.plan.controller.ip, '--ca-dir', p.ca, '--tokens', p.tokens,
     ...(ttl !== undefined ? ['--cert-ttl', String(ttl)] : [])];
 }
 
@@ -61,7 +74,7 @@ export const AGENT_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8'];
 export function agentArgv(o: { node: string; repo: string; runDir: string; plan: LabPlan; nodeName: string; tokenFile: string },
   env: NodeJS.ProcessEnv = process.env): string[] {
   const words = (v: string | undefined): string[] => (v ?? '').split(/\s+/).filter((w) => w !== '');
-  return [o.node, ...AGENT_NODE_FLAGS, ...words(env['RONDO_AGENT_NODE_OPTIONS']), join(o.repo, 'node-agent', 'main.ts'), '--node', o.nodeName, '--controller', `${o.plan.controller.ip}:${MESH_PORTS.push}`,
+  return [o.node, ...AGENT_NODE_FLAGS, ...words(env['RONDO_AGENT_NODE_OPTIONS']), meshEntry(o.repo, 'node-agent', env), '--node', o.nodeName, '--controller', `${o.plan.controller.ip}:${MESH_PORTS.push}`,
     '--token-file', o.tokenFile, '--ca-file', meshPaths(o.runDir).rootCert, ...words(env['RONDO_AGENT_ARGS'])];
 }
 

@@ -1,7 +1,7 @@
 /** `node node-agent/main.ts …`: starts the node agent (see flags.ts for the flags). */
 import { createLogger } from '../common/log.ts';
 import { errorMessage } from '../common/errors.ts';
-import { parseAgentFlags } from './flags.ts';
+import { USAGE, parseAgentFlags } from './flags.ts';
 import { Agent } from './agent.ts';
 import { setDefaultHighWaterMark } from 'node:stream';
 import { STREAM_HIGH_WATER_MARK } from './dataplane.ts';
@@ -10,6 +10,10 @@ import { STREAM_HIGH_WATER_MARK } from './dataplane.ts';
 setDefaultHighWaterMark(false, STREAM_HIGH_WATER_MARK);
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--help') || process.argv.includes('-h')) {
+    process.stdout.write(`usage: ${USAGE}\n`);
+    return;
+  }
   const log = createLogger('node-agent');
   let flags;
   try {

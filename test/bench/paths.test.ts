@@ -72,6 +72,8 @@ t.test('bench flags: defaults, --quick, and bad values named', (t) => {
   t.equal(d.seconds, 5);
   t.equal(d.rounds, 3);
   t.equal(d.controlPlane, true);
+  t.equal(d.source, false, 'the mesh runs from a production build unless --source');
+  t.equal(parseBenchArgs(['--source']).source, true);
   t.match(d.name, /^[a-z][a-z0-9]{0,7}$/);
   const q = parseBenchArgs(['--quick', '--paths', 'direct,haproxy', '--name', 'bx1']);
   t.same([q.seconds, q.rounds, q.controlPlane, q.name], [1, 1, false, 'bx1']);
