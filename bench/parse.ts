@@ -62,7 +62,7 @@ export function parseIperf3(json: string): { gbps: number; retransmits: number }
 }
 
 /** CPU seconds (user+system) and RSS bytes of a process from /proc/<pid>/stat and status text. */
-export function parseProcStat(stat: string, status: string, clockTicks = 100): { cpuSeconds: number; rssBytes: number; hwmBytes: number } {
+export function parseProcStat(stat: string, status: string, clockTicks = 100): { cpuSeconds: number; sysSeconds: number; rssBytes: number; hwmBytes: number } {
   // Field 2 (comm) may contain spaces: split after the last ')'.
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const utime = Number(rest[11]);
@@ -71,7 +71,7 @@ export function parseProcStat(stat: string, status: string, clockTicks = 100): {
     const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status);
     return m === null ? 0 : Number(m[1]) * 1024;
   };
-  return { cpuSeconds: (utime + stime) / clockTicks, rssBytes: kb('VmRSS'), hwmBytes: kb('VmHWM') };
+  return { cpuSeconds: (utime + stime) / clockTicks, sysSeconds: stime / clockTicks, rssBytes: kb('VmRSS'), hwmBytes: kb('VmHWM') };
 }
 
 /** Figures printed by bench/control-plane.ts. */

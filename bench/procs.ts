@@ -9,6 +9,8 @@ import { parseProcStat } from './parse.ts';
 /** CPU seconds and memory of one process group at one moment. */
 export interface GroupSample {
   cpuSeconds: number; rssBytes: number; hwmBytes: number;
+  /** the part of cpuSeconds spent in the kernel (system time: syscalls, TCP, wake-ups) */
+  sysSeconds: number;
   /** proportional set size: shared pages (the node binary in every worker) counted once across the group */
   pssBytes: number; pids: number[];
 }
@@ -47,10 +49,11 @@ export function statParent(stat: string): { ppid: number; comm: string } {
 }
 
 /** Pure: adds up a group's samples; wrapper shells (`sh`, `ip`) are left out, they only wait. */
-export function sumGroup(procs: { pid: number; comm: string; cpuSeconds: number; rssBytes: number; hwmBytes: number; pssBytes: number }[]): GroupSample {
+export function sumGroup(procs: { pid: number; comm: string; cpuSeconds: number; sysSeconds?: number; rssBytes: number; hwmBytes: number; pssBytes: number }[]): GroupSample {
   const real = procs.filter((p) => p.comm !== 'sh' && p.comm !== 'ip');
   return {
     cpuSeconds: real.reduce((a, p) => a + p.cpuSeconds, 0),
+    sysSeconds: real.reduce((a, p) => a + (p.sysSeconds ?? 0), 0),
     rssBytes: real.reduce((a, p) => a + p.rssBytes, 0),
     hwmBytes: real.reduce((a, p) => a + p.hwmBytes, 0),
     pssBytes: real.reduce((a, p) => a + p.pssBytes, 0),
@@ -89,9 +92,10 @@ export function sampleGroups(groups: ReadonlyMap<string, number>): Map<string, G
   return out;
 }
 
-/** CPU seconds each group used between two samples. */
-export function cpuDelta(before: ReadonlyMap<string, GroupSample>, after: ReadonlyMap<string, GroupSample>): Map<string, number> {
+/** CPU seconds (or with `field: 'sysSeconds'`, kernel seconds) each group used between two samples. */
+export function cpuDelta(before: ReadonlyMap<string, GroupSample>, after: ReadonlyMap<string, GroupSample>,
+  field: 'cpuSeconds' | 'sysSeconds' = 'cpuSeconds'): Map<string, number> {
   const out = new Map<string, number>();
-  for (const [name, a] of after) out.set(name, Math.max(0, a.cpuSeconds - (before.get(name)?.cpuSeconds ?? a.cpuSeconds)));
+  for (const [name, a] of after) out.set(name, Math.max(0, a[field] - (before.get(name)?.[field] ?? a[field])));
   return out;
 }

@@ -170,6 +170,8 @@ export const FIGURES: readonly FigureDef[] = [
   { key: 'bulk_gbps', label: 'Bulk throughput (iperf3)', unit: 'Gbit/s', higherIsBetter: true },
   { key: 'cpu_us_per_req_c16', label: 'Proxy CPU per request, c=16, all hops', unit: 'µs', higherIsBetter: false },
   { key: 'cpu_us_per_req_hop_c16', label: 'Proxy CPU per request per hop, c=16', unit: 'µs', higherIsBetter: false },
+  { key: 'kernel_share_c16_pct', label: 'Share of proxy CPU spent in the kernel, c=16 (syscalls, TCP, wake-ups)', unit: '%', higherIsBetter: false },
+  { key: 'cpu_us_per_req_hop_c1', label: 'Proxy CPU per request per hop, c=1 (every event wakes the process)', unit: 'µs', higherIsBetter: false },
   { key: 'cpu_us_per_conn', label: 'Proxy CPU per new connection, all hops', unit: 'µs', higherIsBetter: false },
   { key: 'cpu_s_per_gb', label: 'Proxy CPU per GB of bulk transfer', unit: 's', higherIsBetter: false },
   { key: 'rss_idle_mb', label: 'Proxy RSS when idle (largest proxy of the path)', unit: 'MB', higherIsBetter: false },

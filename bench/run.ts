@@ -292,8 +292,10 @@ export async function runBench(o: BenchOptions, cleanups: (() => Promise<unknown
             continue;
           }
           const r = await runWrk(exec, p.client, load, `http://${t.ip}:${t.httpPort}/bytes/1024`, o.seconds);
-          const d = cpuDelta(before, sampleGroups(acc));
+          const after = sampleGroups(acc);
+          const d = cpuDelta(before, after);
           const cpu = [...d.values()].reduce((a, b) => a + b, 0);
+          const sys = [...cpuDelta(before, after, 'sysSeconds').values()].reduce((a, b) => a + b, 0);
           if (r.errors > 0) notes.push(`round ${round + 1} ${load} ${p.name}: ${r.errors} wrk errors in ${r.requests} requests`);
           if (load === 'conn') {
             push(figures, p.name, 'conn_per_s', r.rps);
@@ -305,8 +307,10 @@ export async function runBench(o: BenchOptions, cleanups: (() => Promise<unknown
           push(figures, p.name, `p50_${sfx}_ms`, r.latency.p50 / 1000);
           push(figures, p.name, `p99_${sfx}_ms`, r.latency.p99 / 1000);
           push(figures, p.name, `p999_${sfx}_ms`, r.latency.p999 / 1000);
+          if (load === 'c1' && acc.size > 0 && p.hops > 0) push(figures, p.name, 'cpu_us_per_req_hop_c1', (cpu * 1e6) / r.requests / p.hops);
           if (load === 'c16' && acc.size > 0) {
             push(figures, p.name, 'cpu_us_per_req_c16', (cpu * 1e6) / r.requests);
+            if (cpu > 0) push(figures, p.name, 'kernel_share_c16_pct', (100 * sys) / cpu);
             if (p.hops > 0) push(figures, p.name, 'cpu_us_per_req_hop_c16', (cpu * 1e6) / r.requests / p.hops);
             for (const [k, v] of d) ((perProcess[p.name] ??= {})[k] ??= []).push((v * 1e3 * 1000) / r.requests);
           }

@@ -35,6 +35,7 @@ t.test('parseIperf3 and parseProcStat', (t) => {
   const stat = '1234 (node worker) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0';
   const p = parseProcStat(stat, 'VmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n');
   t.equal(p.cpuSeconds, 3);
+  t.equal(p.sysSeconds, 0.5, 'stime alone');
   t.equal(p.rssBytes, 1024 * 1024);
   t.equal(p.hwmBytes, 2048 * 1024);
   t.end();

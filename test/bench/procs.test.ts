@@ -17,10 +17,10 @@ t.test('statParent reads ppid and a command name with spaces and parentheses', (
 t.test('sumGroup adds real processes and leaves the sh/ip wrappers out', (t) => {
   const g = sumGroup([
     { pid: 1, comm: 'sh', cpuSeconds: 5, rssBytes: 100, hwmBytes: 100, pssBytes: 100 },
-    { pid: 2, comm: 'node', cpuSeconds: 1.5, rssBytes: 1000, hwmBytes: 2000, pssBytes: 600 },
+    { pid: 2, comm: 'node', cpuSeconds: 1.5, sysSeconds: 1, rssBytes: 1000, hwmBytes: 2000, pssBytes: 600 },
     { pid: 3, comm: 'node', cpuSeconds: 0.5, rssBytes: 500, hwmBytes: 700, pssBytes: 300 },
   ]);
-  t.same(g, { cpuSeconds: 2, rssBytes: 1500, hwmBytes: 2700, pssBytes: 900, pids: [2, 3] });
+  t.same(g, { cpuSeconds: 2, sysSeconds: 1, rssBytes: 1500, hwmBytes: 2700, pssBytes: 900, pids: [2, 3] });
   t.end();
 });
 
@@ -31,9 +31,11 @@ t.test('parsePss reads smaps_rollup', (t) => {
 });
 
 t.test('cpuDelta never goes negative and treats a new group as zero', (t) => {
-  const s = (cpu: number) => ({ cpuSeconds: cpu, rssBytes: 0, hwmBytes: 0, pssBytes: 0, pids: [] });
+  const s = (cpu: number) => ({ cpuSeconds: cpu, sysSeconds: cpu / 2, rssBytes: 0, hwmBytes: 0, pssBytes: 0, pids: [] });
   const d = cpuDelta(new Map([['a', s(1)], ['b', s(5)]]), new Map([['a', s(1.25)], ['b', s(4)], ['c', s(9)]]));
   t.same(Object.fromEntries(d), { a: 0.25, b: 0, c: 0 });
+  const k = cpuDelta(new Map([['a', s(1)]]), new Map([['a', s(1.5)]]), 'sysSeconds');
+  t.same(Object.fromEntries(k), { a: 0.25 }, 'the kernel part alone');
   t.end();
 });
 
