@@ -92,6 +92,8 @@ export function buildMesh(log: (line: string) => void): string {
 }
 
 const MB = 1024 * 1024;
+/** Wait between opening the held connections and reading memory: the steady state of holding them. */
+const HOLD_SETTLE_MS = 8000;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function firstLine(cmd: string, args: string[]): string {
@@ -268,7 +270,7 @@ export async function runBench(o: BenchOptions, cleanups: (() => Promise<unknown
   }
 
   // Idle memory once the lab is quiet: every mesh process, and each path's largest proxy.
-  await sleep(1500);
+  await sleep(HOLD_SETTLE_MS);
   const idle = sampleGroups(groups);
   const mem = (g: GroupSample): { rssMB: number; pssMB: number; processes: number } => ({ rssMB: Math.round((g.rssBytes / MB) * 10) / 10, pssMB: Math.round((g.pssBytes / MB) * 10) / 10, processes: g.pids.length });
   extra['Idle memory per mesh/proxy process group (RSS summed over its processes; PSS counts shared pages once)'] = Object.fromEntries([...idle].map(([k, g]) => [k, mem(g)]));
@@ -340,7 +342,9 @@ export async function runBench(o: BenchOptions, cleanups: (() => Promise<unknown
     const t = resolveTarget(p, lookup);
     try {
       o.log(`${p.name}: holding ${o.heldConnections} idle connections`);
-      const { held, result } = await holdConnections(lab.pod(p.client).netns, t.ip, t.httpPort, o.heldConnections, async () => { await sleep(1000); return sampleGroups(acc); });
+      // Read in the steady state of holding them: HOLD_SETTLE_MS after the last one opened (the
+      // agent's idle reclaimer acts after 2–3 s of quiet; HAProxy gets the same wait).
+      const { held, result } = await holdConnections(lab.pod(p.client).netns, t.ip, t.httpPort, o.heldConnections, async () => { await sleep(HOLD_SETTLE_MS); return sampleGroups(acc); });
       if (held < o.heldConnections) notes.push(`${p.name}: only ${held} of ${o.heldConnections} connections opened`);
       push(figures, p.name, 'rss_1k_conns_mb', largestRssMb(result, 'rssBytes'));
       push(figures, p.name, 'pss_1k_conns_mb', largestRssMb(result, 'pssBytes'));

@@ -3,6 +3,7 @@ import { createLogger } from '../common/log.ts';
 import { errorMessage } from '../common/errors.ts';
 import { USAGE, parseAgentFlags } from './flags.ts';
 import { Agent } from './agent.ts';
+import { IdleReclaimer } from './reclaim.ts';
 import { setDefaultHighWaterMark } from 'node:stream';
 import { STREAM_HIGH_WATER_MARK } from './dataplane.ts';
 
@@ -30,7 +31,9 @@ async function main(): Promise<void> {
     workers: flags.workers, adminPort: flags.adminPort, metricsPort: flags.metricsPort, drainMs: flags.drainMs,
   });
   log.info('node agent started', { node: flags.node, workers: flags.workers, ports: agent.dataPorts });
+  const reclaimer = new IdleReclaimer({ log }).start();
   await agent.run();
+  reclaimer.stop();
   log.info('node agent stopped');
 }
 

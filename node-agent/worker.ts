@@ -12,6 +12,7 @@ import { DataPlane, STREAM_HIGH_WATER_MARK } from './dataplane.ts';
 import { setDefaultHighWaterMark } from 'node:stream';
 import type { DataPlaneCert } from './dataplane.ts';
 import { createAccessLog } from './access-log.ts';
+import { IdleReclaimer } from './reclaim.ts';
 import type { CertMessageEntry, FromWorker, ToWorker, WorkerSettings } from './worker-protocol.ts';
 
 /** Rebuilds SecureContexts only for certificates that changed (building one costs ~1 ms). */
@@ -57,6 +58,7 @@ async function main(): Promise<void> {
     send({ type: 'fatal', message: errorMessage(e), ...(typeof (e as { code?: unknown }).code === 'string' ? { code: (e as { code: string }).code } : {}) });
     process.exit(1);
   }
+  new IdleReclaimer({ log }).start();
   process.on('message', (m: ToWorker) => {
     try {
       switch (m.type) {

@@ -1,0 +1,88 @@
+// The idle reclaimer: one major GC and malloc_trim once the agent goes quiet after its heap grew.
+import t from 'tap';
+import { createLogger } from '../../common/log.ts';
+import { IdleReclaimer, processHooks } from '../../node-agent/reclaim.ts';
+import type { ReclaimHooks } from '../../node-agent/reclaim.ts';
+
+const lines: string[] = [];
+const log = createLogger('test', { write: (l: string) => { lines.push(l); return true; } }, 'debug');
+const MB = 1024 * 1024;
+
+/** A fake process: CPU and heap set by the test, GC drops the heap to `live`. */
+function fake(): ReclaimHooks & { cpu: number; heap: number; live: number; gcs: number; trims: number; fail: boolean } {
+  const f = {
+    cpu: 0, heap: 0, live: 10 * MB, gcs: 0, trims: 0, fail: false,
+    cpuMicros: () => f.cpu,
+    heapUsed: () => f.heap,
+    gc: async () => { if (f.fail) throw new Error('no gc'); f.gcs++; f.heap = f.live; },
+    trim: () => { f.trims++; },
+  };
+  return f;
+}
+
+t.test('reclaims once after two quiet checks, only when the heap grew', async (t) => {
+  const f = fake();
+  const r = new IdleReclaimer({ log, hooks: f, checkMs: 1000 });
+  f.heap = 80 * MB;
+  f.cpu += 500_000; await r.check(); // busy: half a core
+  f.cpu += 1_000; await r.check(); // quiet 1
+  t.equal(f.gcs, 0, 'one quiet check is not enough');
+  f.cpu += 1_000; await r.check(); // quiet 2
+  t.equal(f.gcs, 1, 'GC after two quiet checks');
+  t.equal(f.trims, 1, 'malloc_trim after the GC');
+  t.equal(r.runs, 1);
+  await r.check(); await r.check();
+  t.equal(f.gcs, 1, 'a quiet agent whose heap did not grow is left alone');
+  f.heap = f.live + 4 * MB; await r.check();
+  t.equal(f.gcs, 1, 'growth under 8 MB is not worth a GC');
+  f.heap = f.live + 9 * MB; await r.check();
+  t.equal(f.gcs, 2, 'growth over 8 MB is');
+});
+
+t.test('a busy process is never collected by the reclaimer', async (t) => {
+  const f = fake();
+  const r = new IdleReclaimer({ log, hooks: f, checkMs: 1000 });
+  f.heap = 500 * MB;
+  for (let i = 0; i < 5; i++) { f.cpu += 100_000; await r.check(); } // 10 % of a core each second
+  t.equal(f.gcs, 0);
+  f.cpu += 1_000; await r.check();
+  f.cpu += 100_000; await r.check(); // busy again: the quiet count restarts
+  f.cpu += 1_000; await r.check();
+  t.equal(f.gcs, 0);
+  f.cpu += 1_000; await r.check();
+  t.equal(f.gcs, 1);
+});
+
+t.test('a failing GC is logged and the agent goes on', async (t) => {
+  const f = fake();
+  f.fail = true; f.heap = 100 * MB;
+  const r = new IdleReclaimer({ log, hooks: f, checkMs: 1000 });
+  lines.length = 0;
+  await r.check(); await r.check();
+  t.equal(r.runs, 0);
+  t.match(lines.join(''), /idle memory reclaim failed.*no gc/);
+  f.fail = false;
+  await r.check();
+  t.equal(r.runs, 1, 'the next quiet check tries again');
+});
+
+t.test('the real hooks collect garbage in this process', async (t) => {
+  const h = processHooks(log);
+  let junk: unknown[] | undefined = Array.from({ length: 200_000 }, (_, i) => ({ i, s: `x${i}` }));
+  const before = h.heapUsed();
+  t.ok((junk?.length ?? 0) > 0);
+  junk = undefined;
+  await h.gc();
+  h.trim();
+  t.ok(h.heapUsed() < before - 5 * MB, `heap fell from ${(before / MB).toFixed(1)} to ${(h.heapUsed() / MB).toFixed(1)} MB`);
+  t.ok(h.cpuMicros() > 0);
+});
+
+t.test('start and stop manage an unref’d timer', (t) => {
+  const r = new IdleReclaimer({ log, hooks: fake(), checkMs: 10 });
+  t.equal(r.start(), r);
+  r.start();
+  r.stop();
+  r.stop();
+  t.end();
+});
