@@ -4,7 +4,7 @@
  * (bench/results/latest.*) and always tears the lab and every process down, also on Ctrl-C.
  *
  *   node bench/run.ts [--seconds 5] [--rounds 3] [--quick] [--paths direct,haproxy]
- *                     [--out bench/results] [--name bXXXXX] [--no-control-plane] [--source]
+ *                     [--out bench/results] [--name bXXXXX] [--no-control-plane] [--source] [--settle S]
  *
  * The mesh runs from a fresh production build (tsc → bench/results/tmp/dist), as a DaemonSet
  * image would; `--source` runs the `.ts` files through Node's type stripping instead (~20 MB
@@ -43,6 +43,8 @@ export interface BenchOptions {
   specFile: string; meshTimeoutMs: number; heldConnections: number; log: (line: string) => void;
   /** run the mesh from the `.ts` sources instead of a production build */
   source: boolean;
+  /** seconds to wait before reading memory (default: see settleMs) */
+  settleS?: number;
 }
 
 /** Parses the command line; every bad value is refused by name. */
@@ -52,7 +54,7 @@ export function parseBenchArgs(argv: string[]): Omit<BenchOptions, 'log'> {
     options: {
       seconds: { type: 'string' }, rounds: { type: 'string' }, quick: { type: 'boolean', default: false }, paths: { type: 'string' },
       out: { type: 'string' }, name: { type: 'string' }, 'no-control-plane': { type: 'boolean', default: false }, spec: { type: 'string' },
-      'mesh-timeout': { type: 'string' }, connections: { type: 'string' }, source: { type: 'boolean', default: false },
+      'mesh-timeout': { type: 'string' }, connections: { type: 'string' }, source: { type: 'boolean', default: false }, settle: { type: 'string' },
     },
   });
   const num = (v: string | undefined, flag: string, dflt: number, min: number): number => {
@@ -75,6 +77,7 @@ export function parseBenchArgs(argv: string[]): Omit<BenchOptions, 'log'> {
     meshTimeoutMs: num(values['mesh-timeout'], '--mesh-timeout', 30, 1) * 1000,
     heldConnections: Math.floor(num(values.connections, '--connections', 1000, 1)),
     source: values.source,
+    ...(values.settle !== undefined ? { settleS: num(values.settle, '--settle', 0, 0) } : {}),
   };
 }
 
@@ -92,8 +95,16 @@ export function buildMesh(log: (line: string) => void): string {
 }
 
 const MB = 1024 * 1024;
-/** Wait between opening the held connections and reading memory: the steady state of holding them. */
-const HOLD_SETTLE_MS = 8000;
+/**
+ * Memory is read in the steady state: this long after the lab went quiet (idle) or after the
+ * last held connection opened. The agent hands garbage back after 30 s of quiet
+ * (`--idle-reclaim-s`); every proxy, HAProxy included, gets the same wait. Without the mesh
+ * there is nothing to wait for.
+ */
+export function settleMs(o: Pick<BenchOptions, 'settleS' | 'paths'>): number {
+  if (o.settleS !== undefined) return o.settleS * 1000;
+  return o.paths.some((p) => p.requires.includes('mesh')) ? 35_000 : 1_000;
+}
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function firstLine(cmd: string, args: string[]): string {
@@ -270,7 +281,8 @@ export async function runBench(o: BenchOptions, cleanups: (() => Promise<unknown
   }
 
   // Idle memory once the lab is quiet: every mesh process, and each path's largest proxy.
-  await sleep(HOLD_SETTLE_MS);
+  o.log(`idle memory in ${settleMs(o) / 1000} s (steady state)`);
+  await sleep(settleMs(o));
   const idle = sampleGroups(groups);
   const mem = (g: GroupSample): { rssMB: number; pssMB: number; processes: number } => ({ rssMB: Math.round((g.rssBytes / MB) * 10) / 10, pssMB: Math.round((g.pssBytes / MB) * 10) / 10, processes: g.pids.length });
   extra['Idle memory per mesh/proxy process group (RSS summed over its processes; PSS counts shared pages once)'] = Object.fromEntries([...idle].map(([k, g]) => [k, mem(g)]));
@@ -342,9 +354,8 @@ export async function runBench(o: BenchOptions, cleanups: (() => Promise<unknown
     const t = resolveTarget(p, lookup);
     try {
       o.log(`${p.name}: holding ${o.heldConnections} idle connections`);
-      // Read in the steady state of holding them: HOLD_SETTLE_MS after the last one opened (the
-      // agent's idle reclaimer acts after 2–3 s of quiet; HAProxy gets the same wait).
-      const { held, result } = await holdConnections(lab.pod(p.client).netns, t.ip, t.httpPort, o.heldConnections, async () => { await sleep(HOLD_SETTLE_MS); return sampleGroups(acc); });
+      // Read in the steady state of holding them (settleMs).
+      const { held, result } = await holdConnections(lab.pod(p.client).netns, t.ip, t.httpPort, o.heldConnections, async () => { await sleep(settleMs(o)); return sampleGroups(acc); });
       if (held < o.heldConnections) notes.push(`${p.name}: only ${held} of ${o.heldConnections} connections opened`);
       push(figures, p.name, 'rss_1k_conns_mb', largestRssMb(result, 'rssBytes'));
       push(figures, p.name, 'pss_1k_conns_mb', largestRssMb(result, 'pssBytes'));
@@ -374,6 +385,7 @@ export async function runBench(o: BenchOptions, cleanups: (() => Promise<unknown
     }
   } else notes.push('control-plane bench not run (--quick or --no-control-plane)');
   notes.push('Absolute numbers drift on this shared machine; compare ratios measured in the same run.');
+  notes.push(`Memory (idle, 1,000 connections) is read in the steady state, ${settleMs(o) / 1000} s after the lab went quiet or the last connection opened; peak RSS covers the loads.`);
 
   const report: BenchReport = {
     startedAt, finishedAt: new Date().toISOString(), machine: { ...mach, 'load average at end': loadavg().map((x) => x.toFixed(1)).join(' '), 'seconds per measurement': o.seconds,

@@ -42,6 +42,8 @@ export interface AgentOptions {
   ports?: Partial<DataPlanePorts>;
   /** How long open connections may finish after SIGTERM (default 10 s). */
   drainMs?: number;
+  /** Seconds of quiet after which workers hand garbage back (default 30; 0: never). */
+  idleReclaimS?: number;
   /** Program iptables/ipset (default true; tests without root turn it off). */
   capture?: boolean;
   /** Check SO_ORIGINAL_DST support at start-up (default true). */
@@ -50,6 +52,12 @@ export interface AgentOptions {
 
 /** Why the agent is not ready, for /healthz/ready. */
 interface Readiness { config: boolean; capture: boolean; certs: boolean; workers: boolean; draining: boolean }
+
+/**
+ * The worker module next to this one: `worker.ts` when run from the sources, `worker.js` in
+ * the production build (TypeScript rewrites import specifiers, not URLs).
+ */
+export const WORKER_ENTRY = import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js';
 
 const PRIMARY_ONLY_METRICS = new Set(['rondo_agent_config_age_seconds', 'rondo_agent_config_version', 'rondo_agent_connected']);
 
@@ -195,9 +203,9 @@ export class Agent {
     const settings: WorkerSettings = {
       node: this.#o.node, host: this.#o.host ?? '0.0.0.0',
       ports: { outbound: ports.outbound ?? 15001, inbound: ports.inbound ?? 15006, hbone: ports.hbone ?? 15008 },
-      connectTimeoutMs: 10_000, poolIdleMs: 60_000,
+      connectTimeoutMs: 10_000, poolIdleMs: 60_000, idleReclaimS: this.#o.idleReclaimS ?? 30,
     };
-    cluster.setupPrimary({ exec: fileURLToPath(new URL('./worker.ts', import.meta.url)), args: [JSON.stringify(settings)], serialization: 'advanced' });
+    cluster.setupPrimary({ exec: fileURLToPath(new URL(WORKER_ENTRY, import.meta.url)), args: [JSON.stringify(settings)], serialization: 'advanced' });
     await Promise.all(Array.from({ length: this.#o.workers }, (_, i) => this.#fork(i)));
     this.#ready.workers = true;
   }

@@ -14,11 +14,13 @@ export interface AgentFlags {
   adminPort: number;
   metricsPort: number;
   drainMs: number;
+  /** seconds of quiet after which the agent hands garbage back (0: never); see reclaim.ts */
+  idleReclaimS: number;
 }
 
 /** Usage text. */
 export const USAGE = 'node node-agent/main.ts --node <name> --controller <ip>:15012 --token-file <file> --ca-file <root-cert.pem> ' +
-  '[--workers N (default: 0 = in-process on ≤ 2 CPUs, else min(CPUs, 4))] [--admin-port 15000] [--metrics-port 15020] [--drain-ms 10000]';
+  '[--workers N (default: 0 = in-process on ≤ 2 CPUs, else min(CPUs, 4))] [--admin-port 15000] [--metrics-port 15020] [--drain-ms 10000] [--idle-reclaim-s 30 (0 = off)]';
 
 function int(name: string, v: string | undefined, def: number, min: number, max: number): number {
   if (v === undefined) return def;
@@ -46,6 +48,7 @@ export function parseAgentFlags(argv: string[]): AgentFlags {
       options: {
         node: { type: 'string' }, controller: { type: 'string' }, 'token-file': { type: 'string' }, 'ca-file': { type: 'string' },
         workers: { type: 'string' }, 'admin-port': { type: 'string' }, 'metrics-port': { type: 'string' }, 'drain-ms': { type: 'string' },
+        'idle-reclaim-s': { type: 'string' },
       },
     }).values;
   } catch (e) {
@@ -71,5 +74,6 @@ export function parseAgentFlags(argv: string[]): AgentFlags {
     adminPort: int('admin-port', values['admin-port'], 15000, 1, 65535),
     metricsPort: int('metrics-port', values['metrics-port'], 15020, 1, 65535),
     drainMs: int('drain-ms', values['drain-ms'], 10_000, 0, 3_600_000),
+    idleReclaimS: int('idle-reclaim-s', values['idle-reclaim-s'], 30, 0, 86_400),
   };
 }

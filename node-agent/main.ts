@@ -28,12 +28,12 @@ async function main(): Promise<void> {
   process.on('unhandledRejection', (e) => log.error('unhandled rejection (kept running)', { error: e instanceof Error ? e : String(e) }));
   const agent = await Agent.create({
     node: flags.node, controller: flags.controller, tokenFile: flags.tokenFile, caFile: flags.caFile, log,
-    workers: flags.workers, adminPort: flags.adminPort, metricsPort: flags.metricsPort, drainMs: flags.drainMs,
+    workers: flags.workers, adminPort: flags.adminPort, metricsPort: flags.metricsPort, drainMs: flags.drainMs, idleReclaimS: flags.idleReclaimS,
   });
   log.info('node agent started', { node: flags.node, workers: flags.workers, ports: agent.dataPorts });
-  const reclaimer = new IdleReclaimer({ log }).start();
+  const reclaimer = flags.idleReclaimS > 0 ? new IdleReclaimer({ log, quietChecks: flags.idleReclaimS }).start() : undefined;
   await agent.run();
-  reclaimer.stop();
+  reclaimer?.stop();
   log.info('node agent stopped');
 }
 

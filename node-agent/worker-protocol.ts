@@ -36,4 +36,6 @@ export interface WorkerSettings {
   ports: { outbound: number; inbound: number; hbone: number };
   connectTimeoutMs: number;
   poolIdleMs: number;
+  /** seconds of quiet before the worker hands garbage back (0: never) */
+  idleReclaimS: number;
 }

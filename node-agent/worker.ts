@@ -58,7 +58,7 @@ async function main(): Promise<void> {
     send({ type: 'fatal', message: errorMessage(e), ...(typeof (e as { code?: unknown }).code === 'string' ? { code: (e as { code: string }).code } : {}) });
     process.exit(1);
   }
-  new IdleReclaimer({ log }).start();
+  if (settings.idleReclaimS > 0) new IdleReclaimer({ log, quietChecks: settings.idleReclaimS }).start();
   process.on('message', (m: ToWorker) => {
     try {
       switch (m.type) {

@@ -3,9 +3,11 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { buildMesh } from '../../bench/run.ts';
+import { WORKER_ENTRY } from '../../node-agent/agent.ts';
 
-t.test('buildMesh compiles the mesh and the compiled entry points load every module', (t) => {
+t.test('buildMesh compiles the mesh and the compiled entry points load every module', async (t) => {
   const lines: string[] = [];
   const dir = buildMesh((l) => lines.push(l));
   t.match(lines[0], /tsc -p tsconfig\.build\.json/);
@@ -16,5 +18,8 @@ t.test('buildMesh compiles the mesh and the compiled entry points load every mod
     t.equal(r.status, 0, `${part} --help exits 0 from the build: ${r.stderr}`);
     t.match(r.stdout + r.stderr, /usage/i);
   }
-  t.end();
+  t.equal(WORKER_ENTRY, './worker.ts', 'from the sources the agent forks worker.ts');
+  const built = await import(pathToFileURL(join(dir, 'node-agent', 'agent.js')).href) as { WORKER_ENTRY: string };
+  t.equal(built.WORKER_ENTRY, './worker.js', 'the build forks worker.js');
+  t.ok(existsSync(join(dir, 'node-agent', built.WORKER_ENTRY)), 'and it exists');
 });

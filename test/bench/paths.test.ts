@@ -1,7 +1,7 @@
 import t from 'tap';
 import { PATHS, interleave, procKey, resolveTarget, selectPaths, unavailableReason } from '../../bench/paths.ts';
 import { wrkArgv } from '../../bench/dataplane.ts';
-import { parseBenchArgs } from '../../bench/run.ts';
+import { parseBenchArgs, settleMs } from '../../bench/run.ts';
 
 const lookup = {
   podIp: (r: string) => ({ 'bench-direct/server': '10.244.2.2', 'bench-mesh/server': '10.244.2.3' } as Record<string, string>)[r] ?? '10.244.1.9',
@@ -74,6 +74,10 @@ t.test('bench flags: defaults, --quick, and bad values named', (t) => {
   t.equal(d.controlPlane, true);
   t.equal(d.source, false, 'the mesh runs from a production build unless --source');
   t.equal(parseBenchArgs(['--source']).source, true);
+  t.equal(settleMs(d), 35_000, 'memory waits for the agent to settle when the mesh is measured');
+  t.equal(settleMs(parseBenchArgs(['--paths', 'direct,haproxy'])), 1_000, 'and not without it');
+  t.equal(settleMs(parseBenchArgs(['--settle', '3'])), 3_000, '--settle overrides');
+  t.throws(() => parseBenchArgs(['--settle', 'x']), /--settle "x"/);
   t.match(d.name, /^[a-z][a-z0-9]{0,7}$/);
   const q = parseBenchArgs(['--quick', '--paths', 'direct,haproxy', '--name', 'bx1']);
   t.same([q.seconds, q.rounds, q.controlPlane, q.name], [1, 1, false, 'bx1']);

@@ -5,7 +5,8 @@ const base = ['--node', 'node-1', '--controller', '10.250.0.2:15012', '--token-f
 
 t.test('contract flags parse with defaults', (t) => {
   const f = parseAgentFlags(base);
-  t.match(f, { node: 'node-1', controller: '10.250.0.2:15012', tokenFile: '/run/t', caFile: '/run/ca.pem', adminPort: 15000, metricsPort: 15020, drainMs: 10000 });
+  t.match(f, { node: 'node-1', controller: '10.250.0.2:15012', tokenFile: '/run/t', caFile: '/run/ca.pem', adminPort: 15000, metricsPort: 15020, drainMs: 10000, idleReclaimS: 30 });
+  t.equal(parseAgentFlags([...base, '--idle-reclaim-s', '0']).idleReclaimS, 0, '0 turns the idle reclaimer off');
   t.ok(f.workers >= 0);
   t.equal(parseAgentFlags([...base, '--workers', '0']).workers, 0);
   t.equal(parseAgentFlags([...base, '--workers', '3']).workers, 3);
@@ -24,6 +25,7 @@ t.test('bad flags are named', (t) => {
   t.throws(() => parseAgentFlags(base.slice(2)), /--node is required/);
   t.throws(() => parseAgentFlags([...base, '--bogus', 'x']), /bogus/);
   t.throws(() => parseAgentFlags([...base, '--workers', 'many']), /--workers must be an integer/);
+  t.throws(() => parseAgentFlags([...base, '--idle-reclaim-s', 'soon']), /--idle-reclaim-s must be an integer/);
   t.throws(() => parseAgentFlags(['--node', 'n', '--controller', 'ctl:15012', '--token-file', 'x', '--ca-file', 'y']), /--controller must be <ip>:<port>/);
   t.end();
 });
