@@ -8,9 +8,11 @@
  * process is idle returned it all (RSS 162 → 88 MB), and `malloc_trim` hands freed malloc
  * pages (OpenSSL, nghttp2, libuv) back to the kernel (another ~9 MB). docs/performance.md.
  *
- * Idle means the process used under 2 % of a core for two checks in a row; a GC runs only when
- * the heap grew by `minGrowthBytes` since the last one, so a steady quiet agent never GCs. The
- * check itself is one `process.cpuUsage()` and one heap-statistics read per second.
+ * Idle means the process used under 2 % of a core on average over the last `quietChecks`
+ * checks (a sliding window, so V8's own short GC work in between does not restart the wait);
+ * a GC runs only when the heap grew by `minGrowthBytes` since the last one, so a steady quiet
+ * agent never GCs. The check is one `process.cpuUsage()` and one heap-statistics read per
+ * second.
  */
 import { createRequire } from 'node:module';
 import { Session } from 'node:inspector/promises';
@@ -35,7 +37,7 @@ export interface IdleReclaimerOptions {
   hooks?: ReclaimHooks;
   /** how often the process is looked at */
   checkMs?: number;
-  /** quiet checks in a row before reclaiming */
+  /** checks in the window whose average CPU must be quiet */
   quietChecks?: number;
   /** share of one core under which a check counts as quiet */
   quietCpuShare?: number;
@@ -91,7 +93,9 @@ export class IdleReclaimer {
   readonly #hooks: ReclaimHooks;
   #timer: NodeJS.Timeout | undefined;
   #lastCpu: number;
-  #quiet = 0;
+  /** CPU µs of the last `quietChecks` checks (a ring) */
+  readonly #window: number[] = [];
+  #next = 0;
   #baseline: number;
   #running = false;
   /** reclaims done so far */
@@ -120,9 +124,13 @@ export class IdleReclaimer {
     const cpu = this.#hooks.cpuMicros();
     const used = cpu - this.#lastCpu;
     this.#lastCpu = cpu;
-    const quiet = used < this.#o.quietCpuShare * this.#o.checkMs * 1000;
-    this.#quiet = quiet ? this.#quiet + 1 : 0;
-    if (this.#quiet < this.#o.quietChecks || this.#running) return;
+    const n = this.#o.quietChecks;
+    if (this.#window.length < n) this.#window.push(used);
+    else this.#window[this.#next] = used;
+    this.#next = (this.#next + 1) % n;
+    if (this.#window.length < n || this.#running) return;
+    const sum = this.#window.reduce((a, b) => a + b, 0);
+    if (sum >= this.#o.quietCpuShare * this.#o.checkMs * 1000 * n) return;
     const heap = this.#hooks.heapUsed();
     if (heap - this.#baseline < this.#o.minGrowthBytes) return;
     this.#running = true;

@@ -14,7 +14,7 @@ function fake(): ReclaimHooks & { cpu: number; heap: number; live: number; gcs: 
     cpu: 0, heap: 0, live: 10 * MB, gcs: 0, trims: 0, fail: false,
     cpuMicros: () => f.cpu,
     heapUsed: () => f.heap,
-    gc: async () => { if (f.fail) throw new Error('no gc'); f.gcs++; f.heap = f.live; },
+    gc: () => { if (f.fail) return Promise.reject(new Error('no gc')); f.gcs++; f.heap = f.live; return Promise.resolve(); },
     trim: () => { f.trims++; },
   };
   return f;
@@ -51,6 +51,17 @@ t.test('a busy process is never collected by the reclaimer', async (t) => {
   t.equal(f.gcs, 0);
   f.cpu += 1_000; await r.check();
   t.equal(f.gcs, 1);
+});
+
+t.test('the quiet test is an average over the window: a short blip does not restart the wait', async (t) => {
+  const f = fake();
+  const r = new IdleReclaimer({ log, hooks: f, checkMs: 1000, quietChecks: 5 });
+  f.heap = 100 * MB;
+  f.cpu += 2_000_000; await r.check(); // the load
+  for (let i = 0; i < 4; i++) { f.cpu += 1_000; await r.check(); }
+  t.equal(f.gcs, 0, 'the load is still in the window');
+  f.cpu += 50_000; await r.check(); // V8's own GC work: 5 % of one second
+  t.equal(f.gcs, 1, 'average 1 % of a core over 5 s: quiet');
 });
 
 t.test('a failing GC is logged and the agent goes on', async (t) => {
