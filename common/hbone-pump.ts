@@ -1,6 +1,6 @@
 /**
  * Bidirectional byte pump between two duplex streams (TCP sockets, TLS sockets, HTTP/2
- * streams) with `pipe` semantics: backpressure both ways, half-close propagated, and a
+ * streams) with `pipe` semantics, without pipe(): backpressure both ways, half-close propagated, and a
  * failure on one side reset on the other. A cleanly finished side is never reset
  * (resetting a finished HTTP/2 stream trips nghttp2's rapid-reset guard for the whole
  * session, data-plane-notes pitfall 1).
@@ -69,6 +69,31 @@ function coalescer(dst: Duplex): ((n: number) => void) | undefined {
   };
 }
 
+/**
+ * One direction: every chunk of `src` is counted and written to `dst`; when `dst` is full the
+ * source pauses until 'drain'; `src`'s end becomes `dst`'s end (half-close). This is what
+ * `src.pipe(dst)` does, in one 'data' listener: pipe() adds its own listener next to the
+ * counting one (EventEmitter copies the listener array on every emit with more than one) and
+ * registers eight more listeners per direction and connection.
+ */
+function forward(src: Duplex, dst: Duplex, count: (n: number) => void, cork: ((n: number) => void) | undefined): void {
+  src.on('data', (c: Buffer) => {
+    count(c.length);
+    if (dst.destroyed) return;
+    cork?.(c.length);
+    if (!dst.write(c)) src.pause();
+  });
+  dst.on('drain', () => { if (!src.destroyed) src.resume(); });
+  const end = (): void => { if (!dst.destroyed && !dst.writableEnded) dst.end(); };
+  // A source may have ended already (the client's data and FIN arrived before the CONNECT's
+  // 200): pipe() ends the destination then too.
+  if (src.readableEnded) process.nextTick(end);
+  else src.once('end', end);
+  // A 'data' listener does not restart a source someone paused (the agent pauses sockets
+  // while it decides and connects); pipe() resumes it too.
+  if (!src.destroyed) src.resume();
+}
+
 /** Pumps bytes between `a` and `b` until both are closed; resolves with the counts. */
 export function pump(a: Duplex, b: Duplex, hooks: PumpHooks = {}): Promise<PumpResult> {
   const res: PumpResult = { aToB: 0, bToA: 0 };
@@ -89,10 +114,8 @@ export function pump(a: Duplex, b: Duplex, hooks: PumpHooks = {}): Promise<PumpR
       if (++closed === 2) resolve(res);
     };
     const ha = hooks.aToB, hb = hooks.bToA;
-    const corkA = coalescer(a), corkB = coalescer(b);
-    // Registered before pipe(): the destination is corked before pipe's write of the chunk.
-    a.on('data', (c: Buffer) => { res.aToB += c.length; ha?.(c.length); corkB?.(c.length); });
-    b.on('data', (c: Buffer) => { res.bToA += c.length; hb?.(c.length); corkA?.(c.length); });
+    forward(a, b, ha === undefined ? (n) => { res.aToB += n; } : (n) => { res.aToB += n; ha(n); }, coalescer(b));
+    forward(b, a, hb === undefined ? (n) => { res.bToA += n; } : (n) => { res.bToA += n; hb(n); }, coalescer(a));
     a.on('error', (e: Error) => fail('a', e));
     b.on('error', (e: Error) => fail('b', e));
     // HTTP/2 streams announce a peer's RST_STREAM with 'aborted' before ending their readable
@@ -101,7 +124,5 @@ export function pump(a: Duplex, b: Duplex, hooks: PumpHooks = {}): Promise<PumpR
     b.once('aborted', () => fail('b', new Error('stream reset by peer')));
     a.once('close', () => onClose('a', a));
     b.once('close', () => onClose('b', b));
-    a.pipe(b);
-    b.pipe(a);
   });
 }
