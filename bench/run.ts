@@ -11,7 +11,7 @@
  * more RSS per process, docs/performance.md).
  */
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
@@ -80,6 +80,9 @@ export function parseBenchArgs(argv: string[]): Omit<BenchOptions, 'log'> {
     ...(values.settle !== undefined ? { settleS: num(values.settle, '--settle', 0, 0) } : {}),
   };
 }
+
+/** Where the last run's lab logs (controller, agents, pods) are kept (git-ignored). */
+export const LOG_COPY_DIR = join(REPO_ROOT, 'bench', 'results', 'tmp', 'logs');
 
 /** Where the bench's production build goes (git-ignored; node_modules resolves from there). */
 export const BUILD_DIR = join(REPO_ROOT, 'bench', 'results', 'tmp', 'dist');
@@ -230,6 +233,13 @@ export async function runBench(o: BenchOptions, cleanups: (() => Promise<unknown
   // Registered before `up` so Ctrl-C during start-up also removes whatever was made so far.
   cleanups.push(async () => {
     if (!existsSync(join(RUN_ROOT, o.name, 'record.json'))) return;
+    // The mesh's logs outlive the lab, for reading what the agents did during the run.
+    const logs = join(RUN_ROOT, o.name, 'logs');
+    if (existsSync(logs)) {
+      rmSync(LOG_COPY_DIR, { recursive: true, force: true });
+      cpSync(logs, LOG_COPY_DIR, { recursive: true, filter: (f) => !f.endsWith('.exit') });
+      o.log(`lab logs kept in ${LOG_COPY_DIR}`);
+    }
     o.log(`lab ${o.name}: down`);
     await Lab.down(o.name);
   });

@@ -87,6 +87,8 @@ export function processHooks(log: Logger): ReclaimHooks {
   };
 }
 
+const mb = (bytes: number): number => Math.round(bytes / 1024 / 102.4) / 10;
+
 /** Runs a major GC and malloc_trim once the process goes quiet after its heap has grown. */
 export class IdleReclaimer {
   readonly #o: Required<Omit<IdleReclaimerOptions, 'hooks'>>;
@@ -140,7 +142,7 @@ export class IdleReclaimer {
       const after = this.#hooks.heapUsed();
       this.#baseline = after;
       this.runs++;
-      this.#o.log.debug('idle: reclaimed memory', { heapBeforeBytes: heap, heapAfterBytes: after });
+      this.#o.log.info('idle: returned memory', { heapBeforeMB: mb(heap), heapAfterMB: mb(after), rssAfterMB: mb(process.memoryUsage.rss()) });
     } catch (e) {
       this.#o.log.warn('idle memory reclaim failed', { error: errorMessage(e) });
     } finally {
