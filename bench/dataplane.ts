@@ -61,13 +61,21 @@ const [ip, port, n] = [process.argv[1], Number(process.argv[2]), Number(process.
 const socks = []; let ok = 0, next = 0, done = 0;
 const one = () => { if (next >= n) return; next++;
   const s = net.connect({ host: ip, port });
-  s.on('connect', () => { ok++; finish(); }); s.on('error', () => finish()); socks.push(s); };
+  let answered = false;
+  s.on('connect', () => s.write('GET /bytes/16 HTTP/1.1\\r\\nHost: bench\\r\\n\\r\\n'));
+  s.on('data', () => { if (!answered) { answered = true; ok++; finish(); } });
+  s.on('error', () => { if (!answered) { answered = true; finish(); } }); socks.push(s); };
 const finish = () => { done++; if (done === n) process.stdout.write('HELD ' + ok + '\\n'); else one(); };
 for (let i = 0; i < Math.min(50, n); i++) one();
 process.stdin.on('data', () => {}); process.stdin.on('end', () => { for (const s of socks) s.destroy(); process.exit(0); });
 `;
 
-/** Holds `n` idle TCP connections from a pod netns to ip:port while `during()` runs; returns how many connected and its result. */
+/**
+ * Holds `n` idle keep-alive connections from a pod netns to the demo server at ip:port while
+ * `during()` runs; returns how many were answered and its result. Each sends one small
+ * request first: the demo server closes connections that say nothing for 10 s (its protocol
+ * sniffer), but keeps answered keep-alive connections for 65 s.
+ */
 export async function holdConnections<T>(netns: string, ip: string, port: number, n: number, during: () => Promise<T>, timeoutMs = 30_000): Promise<{ held: number; result: T }> {
   const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', HOLD_SCRIPT, ip, String(port), String(n)], { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
