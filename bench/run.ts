@@ -106,7 +106,7 @@ const MB = 1024 * 1024;
  */
 export function settleMs(o: Pick<BenchOptions, 'settleS' | 'paths'>): number {
   if (o.settleS !== undefined) return o.settleS * 1000;
-  return o.paths.some((p) => p.requires.includes('mesh')) ? 40_000 : 1_000;
+  return o.paths.some((p) => p.requires.includes('mesh')) ? 60_000 : 1_000;
 }
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

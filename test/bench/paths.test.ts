@@ -74,7 +74,7 @@ t.test('bench flags: defaults, --quick, and bad values named', (t) => {
   t.equal(d.controlPlane, true);
   t.equal(d.source, false, 'the mesh runs from a production build unless --source');
   t.equal(parseBenchArgs(['--source']).source, true);
-  t.equal(settleMs(d), 40_000, 'memory waits for the agent to settle when the mesh is measured');
+  t.equal(settleMs(d), 60_000, 'memory waits for the agent to settle when the mesh is measured');
   t.equal(settleMs(parseBenchArgs(['--paths', 'direct,haproxy'])), 1_000, 'and not without it');
   t.equal(settleMs(parseBenchArgs(['--settle', '3'])), 3_000, '--settle overrides');
   t.throws(() => parseBenchArgs(['--settle', 'x']), /--settle "x"/);
