@@ -87,14 +87,17 @@ export const LOG_COPY_DIR = join(REPO_ROOT, 'bench', 'results', 'tmp', 'logs');
 /** Where the bench's production build goes (git-ignored; node_modules resolves from there). */
 export const BUILD_DIR = join(REPO_ROOT, 'bench', 'results', 'tmp', 'dist');
 
-/** Compiles the mesh (tsconfig.build.json) into BUILD_DIR; the lab runs it via RONDO_MESH_DIST. */
-export function buildMesh(log: (line: string) => void): string {
-  log(`build: tsc -p tsconfig.build.json --outDir ${BUILD_DIR}`);
-  rmSync(BUILD_DIR, { recursive: true, force: true });
+/**
+ * Compiles the mesh (tsconfig.build.json) into `dir` (default BUILD_DIR; it must be inside the
+ * repo so node_modules resolves); the lab runs it via RONDO_MESH_DIST.
+ */
+export function buildMesh(log: (line: string) => void, dir = BUILD_DIR): string {
+  log(`build: tsc -p tsconfig.build.json --outDir ${dir}`);
+  rmSync(dir, { recursive: true, force: true });
   const tsc = join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-  const r = spawnSync(process.execPath, [tsc, '-p', join(REPO_ROOT, 'tsconfig.build.json'), '--outDir', BUILD_DIR], { encoding: 'utf8', cwd: REPO_ROOT });
+  const r = spawnSync(process.execPath, [tsc, '-p', join(REPO_ROOT, 'tsconfig.build.json'), '--outDir', dir], { encoding: 'utf8', cwd: REPO_ROOT });
   if (r.status !== 0) throw new InvalidInputError(`the production build failed (use --source to bench the .ts files):\n${r.stdout}${r.stderr}`);
-  return BUILD_DIR;
+  return dir;
 }
 
 const MB = 1024 * 1024;

@@ -4,12 +4,15 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { buildMesh } from '../../bench/run.ts';
+import { rmSync } from 'node:fs';
+import { buildMesh, BUILD_DIR } from '../../bench/run.ts';
 import { WORKER_ENTRY } from '../../node-agent/agent.ts';
 
 t.test('buildMesh compiles the mesh and the compiled entry points load every module', async (t) => {
   const lines: string[] = [];
-  const dir = buildMesh((l) => lines.push(l));
+  // Its own directory: the e2e build test and a bench may build at the same time.
+  const dir = buildMesh((l) => lines.push(l), `${BUILD_DIR}-unit-${process.pid}`);
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   t.match(lines[0], /tsc -p tsconfig\.build\.json/);
   for (const part of ['node-agent', 'controller']) {
     const main = join(dir, part, 'main.js');
