@@ -10,8 +10,9 @@
  *
  * Idle means the process used under 2 % of a core on average over the last `quietChecks`
  * checks (a sliding window, so V8's own short GC work in between does not restart the wait);
- * a GC runs only when the heap grew by `minGrowthBytes` since the last one, so a steady quiet
- * agent never GCs. The check is one `process.cpuUsage()` and one heap-statistics read per
+ * a GC runs only when RSS grew by `minGrowthBytes` since the last one, so a steady quiet
+ * agent never GCs. RSS, not the V8 heap: after a bulk transfer most of the garbage is outside
+ * it (~39 MB of unreachable Buffers' memory in malloc with a 12 MB heap). The check is one `process.cpuUsage()` and one heap-statistics read per
  * second.
  */
 import { createRequire } from 'node:module';
@@ -24,7 +25,9 @@ import { errorMessage } from '../common/errors.ts';
 export interface ReclaimHooks {
   /** CPU microseconds the process has used so far */
   cpuMicros(): number;
-  /** bytes of live-or-garbage heap now */
+  /** resident set size now, in bytes */
+  rss(): number;
+  /** bytes of live-or-garbage V8 heap now (for the log) */
   heapUsed(): number;
   /** a full, memory-reducing garbage collection */
   gc(): Promise<void>;
@@ -41,7 +44,7 @@ export interface IdleReclaimerOptions {
   quietChecks?: number;
   /** share of one core under which a check counts as quiet */
   quietCpuShare?: number;
-  /** heap growth since the last reclaim that makes one worthwhile */
+  /** RSS growth since the last reclaim that makes one worthwhile */
   minGrowthBytes?: number;
 }
 
@@ -81,6 +84,7 @@ export function processHooks(log: Logger): ReclaimHooks {
   const trim = mallocTrim(log);
   return {
     cpuMicros: () => { const u = process.cpuUsage(); return u.user + u.system; },
+    rss: () => process.memoryUsage.rss(),
     heapUsed: () => getHeapStatistics().used_heap_size,
     gc,
     trim,
@@ -133,16 +137,17 @@ export class IdleReclaimer {
     if (this.#window.length < n || this.#running) return;
     const sum = this.#window.reduce((a, b) => a + b, 0);
     if (sum >= this.#o.quietCpuShare * this.#o.checkMs * 1000 * n) return;
+    const rss = this.#hooks.rss();
+    if (rss - this.#baseline < this.#o.minGrowthBytes) return;
     const heap = this.#hooks.heapUsed();
-    if (heap - this.#baseline < this.#o.minGrowthBytes) return;
     this.#running = true;
     try {
       await this.#hooks.gc();
       this.#hooks.trim();
-      const after = this.#hooks.heapUsed();
-      this.#baseline = after;
+      const rssAfter = this.#hooks.rss();
+      this.#baseline = rssAfter;
       this.runs++;
-      this.#o.log.info('idle: returned memory', { heapBeforeMB: mb(heap), heapAfterMB: mb(after), rssAfterMB: mb(process.memoryUsage.rss()) });
+      this.#o.log.info('idle: returned memory', { rssBeforeMB: mb(rss), rssAfterMB: mb(rssAfter), heapBeforeMB: mb(heap), heapAfterMB: mb(this.#hooks.heapUsed()) });
     } catch (e) {
       this.#o.log.warn('idle memory reclaim failed', { error: errorMessage(e) });
     } finally {

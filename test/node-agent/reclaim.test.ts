@@ -13,6 +13,7 @@ function fake(): ReclaimHooks & { cpu: number; heap: number; live: number; gcs: 
   const f = {
     cpu: 0, heap: 0, live: 10 * MB, gcs: 0, trims: 0, fail: false,
     cpuMicros: () => f.cpu,
+    rss: () => f.heap,
     heapUsed: () => f.heap,
     gc: () => { if (f.fail) return Promise.reject(new Error('no gc')); f.gcs++; f.heap = f.live; return Promise.resolve(); },
     trim: () => { f.trims++; },
@@ -20,7 +21,7 @@ function fake(): ReclaimHooks & { cpu: number; heap: number; live: number; gcs: 
   return f;
 }
 
-t.test('reclaims once after two quiet checks, only when the heap grew', async (t) => {
+t.test('reclaims once after two quiet checks, only when RSS grew', async (t) => {
   const f = fake();
   const r = new IdleReclaimer({ log, hooks: f, checkMs: 1000 });
   f.heap = 80 * MB;
@@ -87,6 +88,7 @@ t.test('the real hooks collect garbage in this process', async (t) => {
   h.trim();
   t.ok(h.heapUsed() < before - 5 * MB, `heap fell from ${(before / MB).toFixed(1)} to ${(h.heapUsed() / MB).toFixed(1)} MB`);
   t.ok(h.cpuMicros() > 0);
+  t.ok(h.rss() > h.heapUsed(), 'RSS covers the heap and more');
 });
 
 t.test('start and stop manage an unref’d timer', (t) => {
