@@ -1,7 +1,7 @@
 /**
  * Bidirectional byte pump between two duplex streams (TCP sockets, TLS sockets, HTTP/2
- * streams) with `pipe` semantics, without pipe(): backpressure both ways, half-close propagated, and a
- * failure on one side reset on the other. A cleanly finished side is never reset
+ * streams) with `pipe` semantics, without pipe(): backpressure both ways, half-close
+ * propagated, and a failure on one side reset on the other. A cleanly finished side is never reset
  * (resetting a finished HTTP/2 stream trips nghttp2's rapid-reset guard for the whole
  * session, data-plane-notes pitfall 1).
  */
