@@ -1,8 +1,10 @@
 // The production build (what a DaemonSet image runs) in a real lab: the compiled controller and
 // agents start, an agent with a data-path worker process carries traffic over HBONE, and the
-// worker is the compiled worker.js (the build once forked a worker.ts it does not have).
+// worker is the compiled worker.js (the build once forked a worker.ts it does not have); the
+// idle reclaimer runs in both the primary and the worker.
 import t from 'tap';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { BUILD_DIR, buildMesh } from '../../bench/run.ts';
 import { descendants, statParent } from '../../bench/procs.ts';
 import { deploymentDoc, labDoc, labSpec, namespaceDoc, tcpEcho } from '../helpers/lab-specs.ts';
@@ -34,7 +36,7 @@ t.test('the compiled mesh with a worker per agent carries traffic', { skip: skip
   const dir = buildMesh(() => undefined, `${BUILD_DIR}-e2e-${process.pid}`);
   const saved = { dist: process.env['RONDO_MESH_DIST'], args: process.env['RONDO_AGENT_ARGS'] };
   process.env['RONDO_MESH_DIST'] = dir;
-  process.env['RONDO_AGENT_ARGS'] = '--workers 1';
+  process.env['RONDO_AGENT_ARGS'] = '--workers 1 --idle-reclaim-s 2';
   t.teardown(() => {
     for (const [k, v] of [['RONDO_MESH_DIST', saved.dist], ['RONDO_AGENT_ARGS', saved.args]] as const) {
       if (v === undefined) delete process.env[k];
@@ -58,4 +60,13 @@ t.test('the compiled mesh with a worker per agent carries traffic', { skip: skip
   t.equal(r.stdout, 'hello from the build', 'the echo comes back through both agents');
   await waitUntil('the worker counted it', async () =>
     sample(await scrapeAgent(lab, 'node-1'), 'istio_tcp_connections_opened_total', 'reporter="source"', 'connection_security_policy="mutual_tls"') >= 2, 10_000);
+
+  // Both processes hand their start-up garbage back once quiet (2 s here instead of 30).
+  const log = join(lab.runDir, 'logs', 'agent-node-1.log');
+  const reclaims = (): string[] => readFileSync(log, 'utf8').split('\n').filter((l) => l.includes('idle: returned memory'));
+  await waitUntil('an idle reclaim in the primary and in the worker', () => {
+    const lines = reclaims();
+    return lines.some((l) => l.includes('"component":"node-agent"')) && lines.some((l) => l.includes('"component":"node-agent.worker-'));
+  }, 20_000, 500);
+  t.match(reclaims()[0] ?? '', /"rssAfterMB":\d/, 'it logs what it returned');
 });
