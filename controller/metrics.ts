@@ -1,5 +1,6 @@
 /** The controller's Prometheus metrics (served on :15014/metrics). */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../common/process-metrics.ts';
 import { sourceMetrics } from './sources/source-metrics.ts';
 
 /** Every metric the controller exports, on one registry. */
@@ -27,7 +28,7 @@ export interface ControllerMetrics {
 export function createControllerMetrics(o: { registry?: Registry; defaults?: boolean } = {}): ControllerMetrics {
   const registry = o.registry ?? new Registry();
   const registers = [registry];
-  if (o.defaults ?? false) collectDefaultMetrics({ register: registry, prefix: 'rondo_controller_' });
+  if (o.defaults ?? false) collectProcessMetrics(registry, 'rondo_controller_');
   return {
     registry,
     connectedProxies: new Gauge({ name: 'rondo_controller_connected_proxies', help: 'Proxies connected to the push server', labelNames: ['kind'], registers }),

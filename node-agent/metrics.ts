@@ -5,7 +5,8 @@
  * prom-client counters when Prometheus scrapes (long-lived connections show progress
  * without a timer or a per-chunk counter update).
  */
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../common/process-metrics.ts';
 import type { Service, Workload } from '../common/wire.ts';
 
 /** Label names of the Istio TCP metrics, in Istio's order. */
@@ -228,7 +229,7 @@ export class AgentMetrics {
     });
     this.#connected.set(0);
     this.#configVersion.set(0);
-    if (o.processMetrics === true) collectDefaultMetrics({ register: this.registry });
+    if (o.processMetrics === true) collectProcessMetrics(this.registry);
   }
 
   /** Counts a connection as opened and returns its accounting object (call close() once). */
