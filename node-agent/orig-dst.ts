@@ -5,8 +5,8 @@
  */
 import { isIPv4 } from 'node:net';
 import type { Socket } from 'node:net';
-import { createRequire } from 'node:module';
 import { RondoError, errorMessage } from '../common/errors.ts';
+import { libcErrno, libcFunction } from './libc.ts';
 
 const SOL_IP = 0;
 const SOL_IPV6 = 41;
@@ -37,21 +37,12 @@ interface Ffi { getsockopt: GetSockOpt; errno: () => number }
 
 let ffi: Ffi | undefined;
 
-// koffi is CommonJS with a native binary; loaded lazily so that a host without it fails
-// with our message at start-up rather than at import time in unrelated tests.
 function loadFfi(): Ffi {
   if (ffi !== undefined) return ffi;
   try {
-    const require = createRequire(import.meta.url);
-    const koffi = require('koffi') as {
-      load(path: string): { func(sig: string): GetSockOpt };
-      errno(): number;
-    };
-    const libc = koffi.load('libc.so.6');
     // Plain pointers to Buffers: koffi passes their memory as is. With `_Out_ uint8_t *` and an
     // `_Inout_` array it copied both in and out on every call (2.6 instead of 1.0 µs per call).
-    const getsockopt = libc.func('int getsockopt(int, int, int, void *buf, void *len)');
-    ffi = { getsockopt, errno: () => koffi.errno() };
+    ffi = { getsockopt: libcFunction<GetSockOpt>('int getsockopt(int, int, int, void *buf, void *len)'), errno: libcErrno };
     return ffi;
   } catch (e) {
     throw new OrigDstError(

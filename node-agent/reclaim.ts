@@ -15,11 +15,11 @@
  * it (~39 MB of unreachable Buffers' memory in malloc with a 12 MB heap). The check is one `process.cpuUsage()` and one heap-statistics read per
  * second.
  */
-import { createRequire } from 'node:module';
 import { Session } from 'node:inspector/promises';
 import { getHeapStatistics } from 'node:v8';
 import type { Logger } from '../common/log.ts';
 import { errorMessage } from '../common/errors.ts';
+import { libcFunction } from './libc.ts';
 
 /** What the reclaimer acts on; injectable for tests. */
 export interface ReclaimHooks {
@@ -66,11 +66,10 @@ function lowMemoryGc(): () => Promise<void> {
   };
 }
 
-/** glibc's malloc_trim(0) through koffi (already a dependency for SO_ORIGINAL_DST); a no-op elsewhere. */
+/** glibc's malloc_trim(0) (koffi, already loaded for SO_ORIGINAL_DST); a no-op where unavailable. */
 function mallocTrim(log: Logger): () => void {
   try {
-    const koffi = createRequire(import.meta.url)('koffi') as { load(path: string): { func(sig: string): (pad: number) => number } };
-    const trim = koffi.load('libc.so.6').func('int malloc_trim(size_t pad)');
+    const trim = libcFunction<(pad: number) => number>('int malloc_trim(size_t pad)');
     return () => { trim(0); };
   } catch (e) {
     log.info('malloc_trim unavailable; only the V8 heap is reclaimed when idle', { error: errorMessage(e) });
