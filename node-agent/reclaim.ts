@@ -40,7 +40,7 @@ export interface IdleReclaimerOptions {
   hooks?: ReclaimHooks;
   /** how often the process is looked at */
   checkMs?: number;
-  /** checks in the window whose average CPU must be quiet */
+  /** checks in the window whose average CPU must be quiet (default 30: `--idle-reclaim-s`) */
   quietChecks?: number;
   /** share of one core under which a check counts as quiet */
   quietCpuShare?: number;
@@ -90,9 +90,9 @@ export function processHooks(log: Logger): ReclaimHooks {
   };
 }
 
-const mb = (bytes: number): number => Math.round(bytes / 1024 / 102.4) / 10;
+const mb = (bytes: number): number => Math.round((bytes / 1048576) * 10) / 10;
 
-/** Runs a major GC and malloc_trim once the process goes quiet after its heap has grown. */
+/** Runs a memory-reducing GC and malloc_trim once the process goes quiet after its RSS has grown. */
 export class IdleReclaimer {
   readonly #o: Required<Omit<IdleReclaimerOptions, 'hooks'>>;
   readonly #hooks: ReclaimHooks;
@@ -107,7 +107,7 @@ export class IdleReclaimer {
   runs = 0;
 
   constructor(o: IdleReclaimerOptions) {
-    this.#o = { log: o.log, checkMs: o.checkMs ?? 1000, quietChecks: o.quietChecks ?? 2, quietCpuShare: o.quietCpuShare ?? 0.02, minGrowthBytes: o.minGrowthBytes ?? 8 * 1024 * 1024 };
+    this.#o = { log: o.log, checkMs: o.checkMs ?? 1000, quietChecks: o.quietChecks ?? 30, quietCpuShare: o.quietCpuShare ?? 0.02, minGrowthBytes: o.minGrowthBytes ?? 8 * 1024 * 1024 };
     this.#hooks = o.hooks ?? processHooks(o.log);
     this.#lastCpu = this.#hooks.cpuMicros();
     // Start-up garbage (module loading, the first config) counts as growth.

@@ -1,4 +1,4 @@
-// The idle reclaimer: one major GC and malloc_trim once the agent goes quiet after its heap grew.
+// The idle reclaimer: one memory-reducing GC and malloc_trim once the agent goes quiet after its RSS grew.
 import t from 'tap';
 import { createLogger } from '../../common/log.ts';
 import { IdleReclaimer, processHooks } from '../../node-agent/reclaim.ts';
@@ -8,14 +8,14 @@ const lines: string[] = [];
 const log = createLogger('test', { write: (l: string) => { lines.push(l); return true; } }, 'debug');
 const MB = 1024 * 1024;
 
-/** A fake process: CPU and heap set by the test, GC drops the heap to `live`. */
-function fake(): ReclaimHooks & { cpu: number; heap: number; live: number; gcs: number; trims: number; fail: boolean } {
+/** A fake process: CPU, RSS and heap set by the test; GC drops RSS to `live` and the heap to 5 MB. */
+function fake(): ReclaimHooks & { cpu: number; rssNow: number; heap: number; live: number; gcs: number; trims: number; fail: boolean } {
   const f = {
-    cpu: 0, heap: 0, live: 10 * MB, gcs: 0, trims: 0, fail: false,
+    cpu: 0, rssNow: 0, heap: 0, live: 10 * MB, gcs: 0, trims: 0, fail: false,
     cpuMicros: () => f.cpu,
-    rss: () => f.heap,
+    rss: () => f.rssNow,
     heapUsed: () => f.heap,
-    gc: () => { if (f.fail) return Promise.reject(new Error('no gc')); f.gcs++; f.heap = f.live; return Promise.resolve(); },
+    gc: () => { if (f.fail) return Promise.reject(new Error('no gc')); f.gcs++; f.rssNow = f.live; f.heap = 5 * MB; return Promise.resolve(); },
     trim: () => { f.trims++; },
   };
   return f;
@@ -23,8 +23,8 @@ function fake(): ReclaimHooks & { cpu: number; heap: number; live: number; gcs: 
 
 t.test('reclaims once after two quiet checks, only when RSS grew', async (t) => {
   const f = fake();
-  const r = new IdleReclaimer({ log, hooks: f, checkMs: 1000 });
-  f.heap = 80 * MB;
+  const r = new IdleReclaimer({ log, hooks: f, checkMs: 1000, quietChecks: 2 });
+  f.rssNow = 80 * MB;
   f.cpu += 500_000; await r.check(); // busy: half a core
   f.cpu += 1_000; await r.check(); // quiet 1
   t.equal(f.gcs, 0, 'one quiet check is not enough');
@@ -33,17 +33,17 @@ t.test('reclaims once after two quiet checks, only when RSS grew', async (t) => 
   t.equal(f.trims, 1, 'malloc_trim after the GC');
   t.equal(r.runs, 1);
   await r.check(); await r.check();
-  t.equal(f.gcs, 1, 'a quiet agent whose heap did not grow is left alone');
-  f.heap = f.live + 4 * MB; await r.check();
+  t.equal(f.gcs, 1, 'a quiet agent whose RSS did not grow is left alone');
+  f.rssNow = f.live + 4 * MB; await r.check();
   t.equal(f.gcs, 1, 'growth under 8 MB is not worth a GC');
-  f.heap = f.live + 9 * MB; await r.check();
+  f.rssNow = f.live + 9 * MB; await r.check();
   t.equal(f.gcs, 2, 'growth over 8 MB is');
 });
 
 t.test('a busy process is never collected by the reclaimer', async (t) => {
   const f = fake();
-  const r = new IdleReclaimer({ log, hooks: f, checkMs: 1000 });
-  f.heap = 500 * MB;
+  const r = new IdleReclaimer({ log, hooks: f, checkMs: 1000, quietChecks: 2 });
+  f.rssNow = 500 * MB;
   for (let i = 0; i < 5; i++) { f.cpu += 100_000; await r.check(); } // 10 % of a core each second
   t.equal(f.gcs, 0);
   f.cpu += 1_000; await r.check();
@@ -57,7 +57,7 @@ t.test('a busy process is never collected by the reclaimer', async (t) => {
 t.test('the quiet test is an average over the window: a short blip does not restart the wait', async (t) => {
   const f = fake();
   const r = new IdleReclaimer({ log, hooks: f, checkMs: 1000, quietChecks: 5 });
-  f.heap = 100 * MB;
+  f.rssNow = 100 * MB;
   f.cpu += 2_000_000; await r.check(); // the load
   for (let i = 0; i < 4; i++) { f.cpu += 1_000; await r.check(); }
   t.equal(f.gcs, 0, 'the load is still in the window');
@@ -65,10 +65,29 @@ t.test('the quiet test is an average over the window: a short blip does not rest
   t.equal(f.gcs, 1, 'average 1 % of a core over 5 s: quiet');
 });
 
+t.test('RSS, not the heap, decides: garbage outside the heap (Buffers in malloc) is reclaimed too', async (t) => {
+  const f = fake();
+  const r = new IdleReclaimer({ log, hooks: f, checkMs: 1000, quietChecks: 2 });
+  f.rssNow = 150 * MB; f.heap = 1 * MB; // a heap that did not grow, an RSS that did
+  await r.check(); await r.check();
+  t.equal(f.gcs, 1);
+  t.match(lines.at(-1) ?? '', /"rssBeforeMB":150,"rssAfterMB":10/);
+});
+
+t.test('the default window is 30 checks, as --idle-reclaim-s', async (t) => {
+  const f = fake();
+  const r = new IdleReclaimer({ log, hooks: f, checkMs: 1000 });
+  f.rssNow = 100 * MB;
+  for (let i = 0; i < 29; i++) await r.check();
+  t.equal(f.gcs, 0);
+  await r.check();
+  t.equal(f.gcs, 1);
+});
+
 t.test('a failing GC is logged and the agent goes on', async (t) => {
   const f = fake();
-  f.fail = true; f.heap = 100 * MB;
-  const r = new IdleReclaimer({ log, hooks: f, checkMs: 1000 });
+  f.fail = true; f.rssNow = 100 * MB;
+  const r = new IdleReclaimer({ log, hooks: f, checkMs: 1000, quietChecks: 2 });
   lines.length = 0;
   await r.check(); await r.check();
   t.equal(r.runs, 0);
