@@ -135,7 +135,6 @@ async function upLab(o: BenchOptions): Promise<{ lab: Lab; meshError?: string }>
   const needMesh = o.paths.some((p) => p.requires.includes('mesh'));
   spec.lab.mesh = needMesh;
   const opts = { ownerPid: process.pid, meshTimeoutMs: o.meshTimeoutMs, onProgress: (l: string) => o.log(`lab: ${l}`) };
-  if (needMesh && !o.source) process.env['RONDO_MESH_DIST'] = buildMesh(o.log);
   try {
     return { lab: await Lab.up(spec, opts) };
   } catch (e) {
@@ -246,6 +245,16 @@ export async function runBench(o: BenchOptions, cleanups: (() => Promise<unknown
     o.log(`lab ${o.name}: down`);
     await Lab.down(o.name);
   });
+  // The lab starts the mesh from the build through the environment; put it back afterwards.
+  if (!o.source && o.paths.some((p) => p.requires.includes('mesh'))) {
+    const before = process.env['RONDO_MESH_DIST'];
+    process.env['RONDO_MESH_DIST'] = buildMesh(o.log);
+    cleanups.push(() => {
+      if (before === undefined) delete process.env['RONDO_MESH_DIST'];
+      else process.env['RONDO_MESH_DIST'] = before;
+      return Promise.resolve();
+    });
+  }
   const { lab, meshError } = await upLab(o);
   const exec: PodExec = (pod, argv, x) => lab.exec(pod, argv, x);
   for (const s of ['server', 'server-local']) {
