@@ -195,7 +195,8 @@ export class Lab {
     }
     // /etc/netns is shared by every lab; drop it only once the last entry is gone.
     try { if (readdirSync(ETC_NETNS).length === 0) rmSync(ETC_NETNS, { recursive: true }); } catch { /* absent or in use */ }
-    rmSync(runDir, { recursive: true, force: true });
+    // A process that was just killed may still have a log write in flight: retry ENOTEMPTY.
+    rmSync(runDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
     return { removed };
   }
 
