@@ -19,6 +19,8 @@ import { Session } from 'node:inspector/promises';
 import { getHeapStatistics } from 'node:v8';
 import type { Logger } from '../common/log.ts';
 import { errorMessage } from '../common/errors.ts';
+import { realClock } from '../common/clock.ts';
+import type { Clock, TimerHandle } from '../common/clock.ts';
 import { libcFunction } from './libc.ts';
 
 /** What the reclaimer acts on; injectable for tests. */
@@ -46,6 +48,8 @@ export interface IdleReclaimerOptions {
   quietCpuShare?: number;
   /** RSS growth since the last reclaim that makes one worthwhile */
   minGrowthBytes?: number;
+  /** timers (default the real clock) */
+  clock?: Clock;
 }
 
 /**
@@ -94,9 +98,10 @@ const mb = (bytes: number): number => Math.round((bytes / 1048576) * 10) / 10;
 
 /** Runs a memory-reducing GC and malloc_trim once the process goes quiet after its RSS has grown. */
 export class IdleReclaimer {
-  readonly #o: Required<Omit<IdleReclaimerOptions, 'hooks'>>;
+  readonly #o: Required<Omit<IdleReclaimerOptions, 'hooks' | 'clock'>>;
   readonly #hooks: ReclaimHooks;
-  #timer: NodeJS.Timeout | undefined;
+  readonly #clock: Clock;
+  #timer: TimerHandle | undefined;
   #lastCpu: number;
   /** CPU µs of the last `quietChecks` checks (a ring) */
   readonly #window: number[] = [];
@@ -109,18 +114,20 @@ export class IdleReclaimer {
   constructor(o: IdleReclaimerOptions) {
     this.#o = { log: o.log, checkMs: o.checkMs ?? 1000, quietChecks: o.quietChecks ?? 30, quietCpuShare: o.quietCpuShare ?? 0.02, minGrowthBytes: o.minGrowthBytes ?? 8 * 1024 * 1024 };
     this.#hooks = o.hooks ?? processHooks(o.log);
+    this.#clock = o.clock ?? realClock;
     this.#lastCpu = this.#hooks.cpuMicros();
     // Start-up garbage (module loading, the first config) counts as growth.
     this.#baseline = 0;
   }
 
   start(): this {
-    this.#timer ??= setInterval(() => { void this.check(); }, this.#o.checkMs).unref();
+    // Unref'd: the reclaimer alone must not keep a stopping agent alive.
+    this.#timer ??= this.#clock.setInterval(() => { void this.check(); }, this.#o.checkMs).unref();
     return this;
   }
 
   stop(): void {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#clock.clearInterval(this.#timer);
     this.#timer = undefined;
   }
 

@@ -3,6 +3,7 @@ import t from 'tap';
 import { createLogger } from '../../common/log.ts';
 import { IdleReclaimer, processHooks } from '../../node-agent/reclaim.ts';
 import type { ReclaimHooks } from '../../node-agent/reclaim.ts';
+import { ManualClock } from '../../common/clock.ts';
 
 const lines: string[] = [];
 const log = createLogger('test', { write: (l: string) => { lines.push(l); return true; } }, 'debug');
@@ -110,11 +111,23 @@ t.test('the real hooks collect garbage in this process', async (t) => {
   t.ok(h.rss() > h.heapUsed(), 'RSS covers the heap and more');
 });
 
-t.test('start and stop manage an unref’d timer', (t) => {
-  const r = new IdleReclaimer({ log, hooks: fake(), checkMs: 10 });
+t.test('start and stop manage one unref’d timer that drives the checks', async (t) => {
+  const clock = new ManualClock();
+  const f = fake();
+  f.rssNow = 100 * MB;
+  const r = new IdleReclaimer({ log, hooks: f, checkMs: 10, quietChecks: 2, clock });
+  t.same(clock.pending(), [], 'nothing armed before start()');
   t.equal(r.start(), r);
   r.start();
+  t.same(clock.pending(), [{ delayMs: 10, dueInMs: 10, repeat: true, refed: false }], 'one interval, unref’d: it never keeps the agent alive');
+  clock.advance(19);
+  t.equal(f.gcs, 0, 'one check so far: the window is not full');
+  await clock.advanceAsync(1);
+  t.equal(f.gcs, 1, 'the second tick completed the quiet window');
   r.stop();
+  t.same(clock.pending(), [], 'stop() clears it');
   r.stop();
-  t.end();
+  f.rssNow = 200 * MB;
+  clock.advance(1000);
+  t.equal(f.gcs, 1, 'no check after stop');
 });
