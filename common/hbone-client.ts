@@ -9,6 +9,8 @@ import tls from 'node:tls';
 import type { ClientHttp2Session, ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
 import { RondoError, errorMessage } from './errors.ts';
 import type { Logger } from './log.ts';
+import { realClock } from './clock.ts';
+import type { Clock, TimerHandle } from './clock.ts';
 import { REASON_HEADER, formatAuthority, spiffeIdsOf } from './hbone-headers.ts';
 import type { HostPort } from './hbone-headers.ts';
 
@@ -35,9 +37,8 @@ export interface HboneClientPoolOptions {
   connectTimeoutMs?: number;
   /** Stream and connection flow-control window (default 8 MiB). */
   windowSize?: number;
-  /** Injected for tests. */
-  setTimer?: (fn: () => void, ms: number) => { unref(): unknown };
-  clearTimer?: (t: { unref(): unknown }) => void;
+  /** Idle-close timers (default the real clock; tests drive a ManualClock). */
+  clock?: Clock;
 }
 
 /** One CONNECT to open. */
@@ -67,7 +68,7 @@ interface PooledSession {
   key: string;
   session: ClientHttp2Session;
   streams: number;
-  idleTimer: { unref(): unknown } | undefined;
+  idleTimer: TimerHandle | undefined;
 }
 
 const ctxIds = new WeakMap<tls.SecureContext, number>();
@@ -82,9 +83,8 @@ function ctxId(ctx: tls.SecureContext): number {
 
 /** Pool of HBONE sessions; `connect()` returns an established CONNECT stream. */
 export class HboneClientPool {
-  readonly #o: Required<Omit<HboneClientPoolOptions, 'setTimer' | 'clearTimer'>>;
-  readonly #setTimer: NonNullable<HboneClientPoolOptions['setTimer']>;
-  readonly #clearTimer: NonNullable<HboneClientPoolOptions['clearTimer']>;
+  readonly #o: Required<Omit<HboneClientPoolOptions, 'clock'>>;
+  readonly #clock: Clock;
   readonly #sessions = new Map<string, PooledSession>();
   readonly #pending = new Map<string, Promise<PooledSession>>();
   // TLS 1.3 tickets arrive after the handshake; reusing them halves handshake CPU (pitfall 3).
@@ -98,8 +98,7 @@ export class HboneClientPool {
       connectTimeoutMs: o.connectTimeoutMs ?? 10_000,
       windowSize: o.windowSize ?? DEFAULT_WINDOW,
     };
-    this.#setTimer = o.setTimer ?? ((fn, ms) => setTimeout(fn, ms));
-    this.#clearTimer = o.clearTimer ?? ((t) => clearTimeout(t as NodeJS.Timeout));
+    this.#clock = o.clock ?? realClock;
   }
 
   /** Number of live (or connecting) sessions, for the admin page and tests. */
@@ -222,7 +221,7 @@ export class HboneClientPool {
         session.setLocalWindowSize(this.#o.windowSize);
         const pooled: PooledSession = { key, session, streams: 0, idleTimer: undefined };
         const drop = (): void => {
-          if (pooled.idleTimer !== undefined) this.#clearTimer(pooled.idleTimer);
+          this.#clock.clearTimeout(pooled.idleTimer);
           this.#forget(pooled);
         };
         // A GOAWAY or close makes the session unusable for new streams: forget it at once.
@@ -240,10 +239,10 @@ export class HboneClientPool {
   }
 
   #armIdle(p: PooledSession): void {
-    if (p.idleTimer !== undefined) this.#clearTimer(p.idleTimer);
+    this.#clock.clearTimeout(p.idleTimer);
     p.idleTimer = undefined;
     if (p.streams > 0) return;
-    const t = this.#setTimer(() => {
+    const t = this.#clock.setTimeout(() => {
       if (p.streams > 0) return;
       this.#forget(p);
       p.session.close();
