@@ -10,21 +10,10 @@
 import type { Watch } from '@kubernetes/client-node';
 import { RondoError, errorMessage } from '../../common/errors.ts';
 import type { Logger } from '../../common/log.ts';
+import type { Clock, TimerHandle } from '../../common/clock.ts';
 import type { KindInfo, ListFn } from './kubernetes-kinds.ts';
 import { toKubeObject } from './kubernetes-plain.ts';
 import type { KubeObject, ResourceSink } from './types.ts';
-
-/** Timer functions, injectable so tests can observe the delays chosen. */
-export interface Timers {
-  set(fn: () => void, ms: number): unknown;
-  clear(handle: unknown): void;
-}
-
-/** Real timers. */
-export const realTimers: Timers = {
-  set: (fn, ms) => setTimeout(fn, ms),
-  clear: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
-};
 
 /** Retry pacing for list and watch failures. */
 export interface BackoffSettings {
@@ -66,8 +55,8 @@ export interface ReflectorOptions {
   /** A watch that lasted this long or delivered an event counts as healthy (resets backoff). */
   healthyWatchMs: number;
   random: () => number;
-  timers: Timers;
-  now: () => number;
+  /** Retry and re-list timers, and the watch's age. */
+  clock: Clock;
   /** Called for every watch restart (drop, error, expiry, server timeout). */
   onRestart: (reason: string) => void;
   /** Called for every re-list after the first one. */
@@ -84,7 +73,7 @@ export class KindReflector {
   #listed = 0;
   #attempt = 0;
   #missing = false;
-  #timer: unknown;
+  #timer: TimerHandle | undefined;
   #abort: AbortController | undefined;
   #inflight: Promise<void> | undefined;
   #synced = false;
@@ -122,7 +111,7 @@ export class KindReflector {
   /** Stops timers and the open watch; waits for an in-flight list to settle. Idempotent. */
   async close(): Promise<void> {
     this.#closed = true;
-    if (this.#timer !== undefined) this.#o.timers.clear(this.#timer);
+    this.#o.clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#abort?.abort();
     this.#abort = undefined;
@@ -131,7 +120,7 @@ export class KindReflector {
 
   #schedule(ms: number, step: 'list' | 'watch'): void {
     if (this.#closed) return;
-    this.#timer = this.#o.timers.set(() => {
+    this.#timer = this.#o.clock.setTimeout(() => {
       this.#timer = undefined;
       const p = step === 'list' ? this.#list() : this.#watch();
       this.#inflight = p.catch((e: unknown) => this.#o.log.error('reflector step failed', { kind: this.#o.info.kind, error: errorMessage(e) }));
@@ -204,7 +193,7 @@ export class KindReflector {
   async #watch(): Promise<void> {
     if (this.#closed) return;
     const { info, log } = this.#o;
-    const startedAt = this.#o.now();
+    const startedAt = this.#o.clock.now();
     let gotEvent = false;
     let expired = false;
     let finished = false;
@@ -247,7 +236,7 @@ export class KindReflector {
       if (this.#closed) return;
       const status = httpStatus(err);
       if (status === 410) expired = true;
-      const healthy = gotEvent || this.#o.now() - startedAt >= this.#o.healthyWatchMs;
+      const healthy = gotEvent || this.#o.clock.now() - startedAt >= this.#o.healthyWatchMs;
       if (healthy) this.#attempt = 0;
       const delay = healthy ? 0 : backoffDelay(this.#attempt++, this.#o.backoff, this.#o.random);
       const reason = expired ? 'expired' : err === null || err === undefined ? 'closed' : (err as { name?: unknown }).name === 'TimeoutError' ? 'timeout' : 'error';

@@ -5,9 +5,11 @@
 import { KubeConfig, Watch } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
 import type { Logger } from '../../common/log.ts';
+import { realClock } from '../../common/clock.ts';
+import type { Clock, TimerHandle } from '../../common/clock.ts';
 import { KIND_INFO } from './kubernetes-kinds.ts';
-import { KindReflector, KubeSyncError, realTimers } from './kubernetes-reflector.ts';
-import type { BackoffSettings, Timers } from './kubernetes-reflector.ts';
+import { KindReflector, KubeSyncError } from './kubernetes-reflector.ts';
+import type { BackoffSettings } from './kubernetes-reflector.ts';
 import { WATCHED_KINDS } from './types.ts';
 import { sourceMetrics } from './source-metrics.ts';
 import type { ResourceSink, Source, WatchedKind } from './types.ts';
@@ -38,8 +40,8 @@ export interface KubernetesSourceOptions {
   /** start() fails after this long without every kind's first list (default 120 s). */
   startTimeoutMs?: number;
   random?: () => number;
-  timers?: Timers;
-  now?: () => number;
+  /** Retry, re-list and start-up timers (default the real clock). */
+  clock?: Clock;
 }
 
 /** Loads a kubeconfig: the given file, else in-cluster service account, else ~/.kube/config. */
@@ -56,11 +58,13 @@ export class KubernetesSource implements Source {
   readonly #reflectors: KindReflector[] = [];
   #started: Promise<void> | undefined;
   #closed: Promise<void> | undefined;
-  #startTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #clock: Clock;
+  #startTimer: TimerHandle | undefined;
   #failStart: ((e: Error) => void) | undefined;
 
   constructor(o: KubernetesSourceOptions) {
     this.#o = o;
+    this.#clock = o.clock ?? realClock;
     const registry = o.registry ?? new Registry();
     const { watchRestarts: restarts, relists } = sourceMetrics(registry);
     const server = o.kubeConfig.getCurrentCluster()?.server ?? '(no current cluster in kubeconfig)';
@@ -83,8 +87,7 @@ export class KubernetesSource implements Source {
         missingRetryMs: o.missingKindRetryMs ?? 60_000,
         healthyWatchMs: o.healthyWatchMs ?? 1000,
         random: o.random ?? Math.random,
-        timers: o.timers ?? realTimers,
-        now: o.now ?? Date.now,
+        clock: this.#clock,
         onRestart: (reason) => {
           restarts.inc({ source: 'kubernetes', kind });
           o.onWatchRestart?.(kind, reason);
@@ -105,7 +108,7 @@ export class KubernetesSource implements Source {
     const limit = this.#o.startTimeoutMs ?? 120_000;
     const timeout = new Promise<never>((_, reject) => {
       this.#failStart = reject;
-      this.#startTimer = setTimeout(() => {
+      this.#startTimer = this.#clock.setTimeout(() => {
         const pending = this.#reflectors.filter((r) => !r.synced).map((r) => `${r.kind}${r.lastError !== undefined ? ` (${r.lastError})` : ''}`);
         reject(new KubeSyncError(`no first list from the Kubernetes API after ${limit} ms for: ${pending.join('; ')}`));
       }, limit);
@@ -114,7 +117,7 @@ export class KubernetesSource implements Source {
       await Promise.race([all, timeout]);
       this.#o.log.info('kubernetes source synced', { kinds: this.#reflectors.length });
     } finally {
-      clearTimeout(this.#startTimer);
+      this.#clock.clearTimeout(this.#startTimer);
       this.#failStart = undefined;
     }
   }
@@ -122,7 +125,7 @@ export class KubernetesSource implements Source {
   /** Stops every reflector; no request is made after it resolves. Idempotent. */
   close(): Promise<void> {
     this.#closed ??= (async () => {
-      clearTimeout(this.#startTimer);
+      this.#clock.clearTimeout(this.#startTimer);
       this.#failStart?.(new KubeSyncError('the Kubernetes source was closed before every kind was listed'));
       await Promise.all(this.#reflectors.map((r) => r.close()));
     })();

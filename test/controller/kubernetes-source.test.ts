@@ -4,8 +4,10 @@ import { createLogger } from '../../common/log.ts';
 import { V1ListMeta, V1ObjectMeta, V1Pod, V1PodSpec } from '@kubernetes/client-node';
 import { KubernetesSource, loadKubeConfig } from '../../controller/sources/kubernetes.ts';
 import { toKubeObject, toPlainJson } from '../../controller/sources/kubernetes-plain.ts';
-import { backoffDelay, realTimers } from '../../controller/sources/kubernetes-reflector.ts';
-import type { Timers } from '../../controller/sources/kubernetes-reflector.ts';
+import { backoffDelay } from '../../controller/sources/kubernetes-reflector.ts';
+import { ManualClock, realClock } from '../../common/clock.ts';
+import type { Clock } from '../../common/clock.ts';
+import type { Logger } from '../../common/log.ts';
 import type { KubeObject, ResourceSink, WatchedKind } from '../../controller/sources/types.ts';
 import { ObjectStore } from '../../controller/store.ts';
 import { KubeApiDouble } from '../helpers/kube-api-double.ts';
@@ -67,20 +69,22 @@ interface Setup { api: KubeApiDouble; sink: MemorySink; registry: Registry; sour
 
 async function setup(
   t: { teardown(fn: () => Promise<void>): void },
-  o: { kinds?: WatchedKind[]; before?: (api: KubeApiDouble) => void; pageSize?: number; startTimeoutMs?: number; start?: boolean } = {},
+  o: { kinds?: WatchedKind[]; before?: (api: KubeApiDouble) => void; pageSize?: number; startTimeoutMs?: number; start?: boolean; clock?: Clock; log?: Logger } = {},
 ): Promise<Setup> {
   const api = await KubeApiDouble.create();
   o.before?.(api);
   const sink = new MemorySink();
   const registry = new Registry();
   const delays: number[] = [];
-  const timers: Timers = { set: (fn, ms) => { if (ms > 0) delays.push(ms); return realTimers.set(fn, ms); }, clear: (h) => realTimers.clear(h) };
+  // By default real time (the tests wait for the API's answers), recording the delays chosen.
+  const startTimeoutMs = o.startTimeoutMs ?? 5000;
+  const clock: Clock = o.clock ?? { ...realClock, setTimeout: (fn, ms) => { if (ms > 0 && ms !== startTimeoutMs) delays.push(ms); return realClock.setTimeout(fn, ms); } };
   const source = new KubernetesSource({
-    kubeConfig: api.kubeConfig(), sink, log: silent, registry,
+    kubeConfig: api.kubeConfig(), sink, log: o.log ?? silent, registry,
     kinds: o.kinds ?? ['Namespace', 'Pod'],
     backoff: { initialMs: 10, maxMs: 40 }, missingKindRetryMs: 20, healthyWatchMs: 60_000,
-    pageSize: o.pageSize ?? 500, startTimeoutMs: o.startTimeoutMs ?? 5000,
-    random: () => 0.5, timers,
+    pageSize: o.pageSize ?? 500, startTimeoutMs,
+    random: () => 0.5, clock,
   });
   t.teardown(async () => { await source.close(); await api.close(); });
   if (o.start !== false) await source.start();
@@ -324,19 +328,40 @@ t.test('start() fails with a clear error when a required kind cannot be listed',
   await t.rejects(source.start(), { code: 'RONDO_E_KUBE_SYNC', message: /Pod.*403.*ServiceAccount/ });
 });
 
-t.test('close() stops every watch and makes no request afterwards', async (t) => {
-  const { api, source } = await setup(t, { kinds: ['Pod', 'Namespace', 'EndpointSlice'] });
+t.test('close() stops every watch and pending retry; no request afterwards', async (t) => {
+  const clock = new ManualClock();
+  let retrying!: () => void;
+  const retryArmed = new Promise<void>((r) => { retrying = r; });
+  // The warning is logged right before the retry timer is armed.
+  const log = createLogger('test', { write: (l: string) => { if (l.includes('list failed; retrying')) retrying(); return true; } }, 'warn');
+  const { api, source } = await setup(t, {
+    kinds: ['Pod', 'Namespace', 'EndpointSlice'], clock, log, start: false,
+    before: (api) => api.failNext('EndpointSlice', { watch: false, code: 500, times: 1 }),
+  });
+  const started = source.start();
+  clock.advance(0); // the first lists
   await api.waitForRequest(isPod(true));
-  await api.waitForRequest((r) => r.kind === 'EndpointSlice' && r.watch);
+  await api.waitForRequest((r) => r.kind === 'Namespace' && r.watch);
+  await retryArmed;
+  t.same(clock.pending().map((p) => p.delayMs).sort((a, b) => a - b), [8, 5000], 'the EndpointSlice retry (8 ms) and the start-up deadline are armed');
+  const refused = t.rejects(started, { code: 'RONDO_E_KUBE_SYNC', message: /closed before every kind was listed/ });
   await source.close();
   await source.close();
+  await refused;
+  t.same(clock.pending(), [], 'close() cleared the retry and the start-up deadline');
+  await untilTurns(() => api.watchCount() === 0);
+  t.pass('the open watches were closed by the client');
   const mark = api.requests.length;
   api.apply(pod('after'));
-  api.dropWatches();
-  await new Promise((r) => setTimeout(r, 60));
-  t.equal(api.requests.length, mark, 'no reconnect after close');
-  t.equal(api.watchCount(), 0, 'no watch left open');
+  clock.advance(3_600_000);
+  t.same(clock.pending(), [], 'nothing re-armed');
+  t.equal(api.requests.length, mark, 'no request after close, however long it waits');
 });
+
+/** Waits, one event-loop turn at a time (no timers), until `pred` holds: for socket events the test cannot subscribe to. */
+async function untilTurns(pred: () => boolean): Promise<void> {
+  while (!pred()) await new Promise((r) => setImmediate(r));
+}
 
 t.test('typed model instances become the API JSON: wire names, RFC 3339 times, kind restored', (t) => {
   const meta = new V1ListMeta();
