@@ -18,6 +18,7 @@ import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import type { webcrypto } from 'node:crypto';
 import { derToPem, x509 } from '../common/pki.ts';
+import { formatSpiffeId } from '../common/spiffe.ts';
 
 type KeyKind = 'rsa-2048' | 'ecdsa-p256';
 interface Creds { ca: string; serverKey: string; serverCert: string; clientKey: string; clientCert: string }
@@ -46,7 +47,7 @@ async function makeCreds(kind: KeyKind): Promise<Creds> {
         new x509.BasicConstraintsExtension(false, undefined, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | (kind === 'rsa-2048' ? x509.KeyUsageFlags.keyEncipherment : 0), true),
         new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://cluster.local/ns/bench/sa/${sa}` }], true),
+        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: formatSpiffeId('cluster.local', 'bench', sa) }], true),
       ],
     });
     return { key: await pem(keys.privateKey), cert: c.toString('pem') };

@@ -11,7 +11,8 @@ import tls from 'node:tls';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { RondoError, errorMessage } from './errors.ts';
 import type { Logger } from './log.ts';
-import { generateKeyAndCsr, parseSpiffeId, spiffeIdOf } from './pki.ts';
+import { generateKeyAndCsr } from './pki.ts';
+import { parseSpiffeId, spiffeIdOf } from './spiffe.ts';
 
 /** A signed workload certificate with its private key and a TLS context built once. */
 export interface WorkloadCert {

@@ -11,7 +11,8 @@ import { RondoError, errorMessage } from './errors.ts';
 import type { Logger } from './log.ts';
 import { realClock } from './clock.ts';
 import type { Clock, TimerHandle } from './clock.ts';
-import { REASON_HEADER, formatAuthority, spiffeIdsOf } from './hbone-headers.ts';
+import { REASON_HEADER, formatAuthority } from './hbone-headers.ts';
+import { spiffeIdOf, spiffeUrisOf } from './spiffe.ts';
 import type { HostPort } from './hbone-headers.ts';
 
 /** Default HTTP/2 stream and connection window: several MiB so bulk flows are not window-bound. */
@@ -192,8 +193,8 @@ export class HboneClientPool {
             rejectUnauthorized: true,
             ...(ticket !== undefined ? { session: ticket } : {}),
             checkServerIdentity: (_host, cert) => {
-              const ids = spiffeIdsOf(cert);
-              if (ids.includes(req.expectedIdentity)) return undefined;
+              if (spiffeIdOf(cert) === req.expectedIdentity) return undefined;
+              const ids = spiffeUrisOf(cert);
               return new HboneConnectError('RONDO_E_HBONE_PEER_IDENTITY',
                 `HBONE peer ${where} presented ${ids.length > 0 ? ids.join(', ') : 'no SPIFFE ID'}, expected ${req.expectedIdentity}: ` +
                 'is the workload at that address the one the control plane says it is (stale endpoint, IP reused)?');

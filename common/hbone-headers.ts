@@ -1,10 +1,9 @@
 /**
  * Pure helpers for HBONE requests: the `:authority` of a CONNECT (`ip:port`, IPv6 in
- * brackets), SPIFFE IDs from a peer certificate, and the trace headers we propagate.
+ * brackets) and the trace headers we propagate. Peer identities: spiffe.ts.
  */
 import { isIP } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import type { PeerCertificate } from 'node:tls';
 import { RondoError } from './errors.ts';
 
 /** The well-known HBONE port. */
@@ -49,17 +48,6 @@ export function parseAuthority(authority: string): HostPort {
 /** Formats an authority the way parseAuthority reads it. */
 export function formatAuthority(ip: string, port: number): string {
   return isIP(ip) === 6 ? `[${ip}]:${port}` : `${ip}:${port}`;
-}
-
-/** SPIFFE IDs in a certificate's URI SANs (Node renders them as `URI:spiffe://…`). */
-export function spiffeIdsOf(cert: Pick<PeerCertificate, 'subjectaltname'> | undefined): string[] {
-  const san = cert?.subjectaltname;
-  if (san === undefined || san === '') return [];
-  const out: string[] = [];
-  for (const part of san.split(', ')) {
-    if (part.startsWith('URI:spiffe://')) out.push(part.slice(4));
-  }
-  return out;
 }
 
 /** The source workload fields that go into `baggage`. */

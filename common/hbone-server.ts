@@ -11,7 +11,8 @@ import http2 from 'node:http2';
 import type { Http2Session, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Logger } from './log.ts';
 import { RondoError, errorMessage } from './errors.ts';
-import { REASON_HEADER, parseAuthority, spiffeIdsOf } from './hbone-headers.ts';
+import { REASON_HEADER, parseAuthority } from './hbone-headers.ts';
+import { spiffeIdOf } from './spiffe.ts';
 import type { HostPort } from './hbone-headers.ts';
 import { DEFAULT_WINDOW } from './hbone-client.ts';
 
@@ -226,7 +227,7 @@ export class HboneServer {
 
   #peerIdentity(s: tls.TLSSocket): string | undefined {
     if (this.#peerIdBySocket.has(s)) return this.#peerIdBySocket.get(s);
-    const id = spiffeIdsOf(s.getPeerCertificate())[0];
+    const id = spiffeIdOf(s.getPeerCertificate());
     this.#peerIdBySocket.set(s, id);
     return id;
   }

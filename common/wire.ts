@@ -17,6 +17,7 @@
  */
 import { deflateSync, inflateSync } from 'node:zlib';
 import { z } from 'zod';
+import { isSpiffeId } from './spiffe.ts';
 
 /** Largest message either side accepts; bigger frames close the connection (1009). */
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -54,7 +55,7 @@ export const PUSH_PATH = '/rondo/v1/push';
 const name = z.string().min(1).max(253);
 const ip = z.union([z.ipv4(), z.ipv6()]);
 const port = z.int().min(1).max(65535);
-const spiffeId = z.string().regex(/^spiffe:\/\/[^/]+\/ns\/[^/]+\/sa\/[^/]+$/, 'must be spiffe://<trust-domain>/ns/<ns>/sa/<sa>');
+const spiffeId = z.string().refine(isSpiffeId, 'must be spiffe://<trust-domain>/ns/<ns>/sa/<sa> (lowercase trust domain; letters, digits, ., -, _)');
 const labels = z.record(z.string(), z.string());
 
 /** Who a proxy says it is. */

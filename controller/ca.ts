@@ -9,7 +9,8 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, 
 import { join } from 'node:path';
 import type * as X509Lib from '@peculiar/x509';
 import { RondoError, errorMessage } from '../common/errors.ts';
-import { EC_KEY_ALG, EC_SIGN_ALG, generateKeyPair, parseSpiffeId, splitPem, x509 } from '../common/pki.ts';
+import { EC_KEY_ALG, EC_SIGN_ALG, generateKeyPair, splitPem, x509 } from '../common/pki.ts';
+import { parseSpiffeId, spiffeIdFor } from '../common/spiffe.ts';
 
 /** Options of {@link CertificateAuthority.loadOrCreate}. */
 export interface CaOptions {
@@ -108,7 +109,7 @@ export class CertificateAuthority {
    * creating it on first start. Extra roots from trust-bundle-*.pem join the trust bundle.
    */
   static async loadOrCreate(opts: CaOptions): Promise<CertificateAuthority> {
-    parseSpiffeId(`spiffe://${opts.trustDomain}/ns/x/sa/x`); // validates the trust domain
+    spiffeIdFor(opts.trustDomain, 'x', 'x'); // validates the trust domain
     if (!Number.isFinite(opts.ttlSeconds) || opts.ttlSeconds < 1) {
       throw caError(`certificate TTL ${opts.ttlSeconds}s is invalid; give at least 1 second`);
     }

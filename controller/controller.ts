@@ -7,6 +7,7 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '../common/log.ts';
 import type { ProxyIdentity } from '../common/wire.ts';
 import { RondoError, errorMessage } from '../common/errors.ts';
+import { formatSpiffeId } from '../common/spiffe.ts';
 import { ObjectStore } from './store.ts';
 import { ModelBuilder, forProxy, type MeshSnapshot } from './model/build.ts';
 import type { InvalidResource } from './model/labels.ts';
@@ -232,7 +233,7 @@ export class Controller {
         throw new RondoError('RONDO_E_CSR_FORBIDDEN', `node agent of ${proxy.node} asked for ${identity}, but no pod with that service account is scheduled on ${proxy.node}`);
       }
     } else {
-      const own = `spiffe://${this.#o.trustDomain}/ns/${proxy.namespace}/sa/${proxy.name}`;
+      const own = formatSpiffeId(this.#o.trustDomain, proxy.namespace, proxy.name);
       if (identity !== own) throw new RondoError('RONDO_E_CSR_FORBIDDEN', `waypoint ${proxy.namespace}/${proxy.name} may only hold ${own}, not ${identity}`);
     }
     try {

@@ -19,6 +19,7 @@
  */
 import { BlockList, isIP } from 'node:net';
 import type { AuthorizationPolicy, PeerAuthentication, PolicyRule, Workload } from '../common/wire.ts';
+import { principalOf, tryParseSpiffeId } from '../common/spiffe.ts';
 import type { AgentState } from './state.ts';
 import { keyOf, selectorMatches } from './state.ts';
 
@@ -135,13 +136,7 @@ export function applicablePolicies(state: AgentState, w: Workload): Authorizatio
 
 function peerOf(req: AuthzRequest): Peer {
   if (req.sourceIdentity === undefined) return { principal: undefined, namespace: undefined, ip: req.sourceIp };
-  const principal = stripSpiffe(req.sourceIdentity);
-  const m = /\/ns\/([^/]+)\/sa\//.exec(principal);
-  return { principal, namespace: m?.[1], ip: req.sourceIp };
-}
-
-function stripSpiffe(s: string): string {
-  return s.startsWith('spiffe://') ? s.slice('spiffe://'.length) : s;
+  return { principal: principalOf(req.sourceIdentity), namespace: tryParseSpiffeId(req.sourceIdentity)?.namespace, ip: req.sourceIp };
 }
 
 function anyRuleMatches(p: AuthorizationPolicy, peer: Peer, port: number, action: AuthorizationPolicy['action']): boolean {
@@ -157,10 +152,10 @@ function ruleMatches(r: PolicyRule, peer: Peer, port: number, action: Authorizat
 }
 
 function sourceMatches(s: Source, peer: Peer, action: AuthorizationPolicy['action']): boolean {
-  if (s.principals !== undefined && !(peer.principal !== undefined && anyGlob(s.principals, peer.principal, stripSpiffe))) {
+  if (s.principals !== undefined && !(peer.principal !== undefined && anyGlob(s.principals, peer.principal, principalOf))) {
     return false;
   }
-  if (s.notPrincipals !== undefined && peer.principal !== undefined && anyGlob(s.notPrincipals, peer.principal, stripSpiffe)) {
+  if (s.notPrincipals !== undefined && peer.principal !== undefined && anyGlob(s.notPrincipals, peer.principal, principalOf)) {
     return false;
   }
   if (s.namespaces !== undefined && !(peer.namespace !== undefined && anyGlob(s.namespaces, peer.namespace))) return false;

@@ -13,6 +13,7 @@
  *   `ip:targetPort`; the mesh cannot do mTLS to it.
  */
 import type { Service, Workload } from '../common/wire.ts';
+import { formatSpiffeId } from '../common/spiffe.ts';
 import { EndpointPicker, endpointKey } from './endpoint-picker.ts';
 import type { AgentState } from './state.ts';
 import { keyOf } from './state.ts';
@@ -175,7 +176,7 @@ function pickWaypointReplica(
   const ep = ready[lb.pick(`waypoint:${keyOf(ref)}`, ready.map((e) => endpointKey(e.ip, HBONE_PORT)))];
   if (ep === undefined) return undefined;
   const w = state.workloadByUid(ep.workloadUid);
-  return { ip: ep.ip, identity: w?.identity ?? `spiffe://${state.config.mesh.trustDomain}/ns/${ref.namespace}/sa/${ref.name}` };
+  return { ip: ep.ip, identity: w?.identity ?? formatSpiffeId(state.config.mesh.trustDomain, ref.namespace, ref.name) };
 }
 
 /**

@@ -4,6 +4,7 @@
  * and peer authentications by namespace) so the per-connection path does map lookups only.
  */
 import type { ProxyConfig } from '../common/proxy-config.ts';
+import { formatSpiffeId } from '../common/spiffe.ts';
 import type {
   AuthorizationPolicy,
   PeerAuthentication,
@@ -221,7 +222,7 @@ export class AgentState {
 
   #defaultWaypointIdentity(ref: WaypointRef): string {
     // The controller runs each waypoint under a ServiceAccount named after it.
-    return `spiffe://${this.config.mesh.trustDomain}/ns/${ref.namespace}/sa/${ref.name}`;
+    return formatSpiffeId(this.config.mesh.trustDomain, ref.namespace, ref.name);
   }
 }
 

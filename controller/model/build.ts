@@ -6,6 +6,7 @@
  * references, which makes the push server's diff a reference check.
  */
 import type { AuthorizationPolicy, L7Resource, MeshConfig, PeerAuthentication, ProxyIdentity, Service, Workload } from '../../common/wire.ts';
+import { formatSpiffeId } from '../../common/spiffe.ts';
 import type { KubeObject } from '../sources/types.ts';
 import type { StoreReader } from '../store.ts';
 import type { ProxyView } from '../push/view.ts';
@@ -187,7 +188,7 @@ function scheduledIdentity(pod: KubeObject, td: string): { node: string; identit
   if (phase === 'Succeeded' || phase === 'Failed') return undefined;
   if (typeof spec?.nodeName !== 'string' || pod.metadata.namespace === undefined) return undefined;
   const sa = typeof spec.serviceAccountName === 'string' ? spec.serviceAccountName : 'default';
-  return { node: spec.nodeName, identity: `spiffe://${td}/ns/${pod.metadata.namespace}/sa/${sa}` };
+  return { node: spec.nodeName, identity: formatSpiffeId(td, pod.metadata.namespace, sa) };
 }
 
 /** Convenience: one full build without caches. */

@@ -1,6 +1,7 @@
 /** Pods -> Workloads (pure): enrollment, identity, owner name, labels (selectors, telemetry), waypoint. */
 import { Workload } from '../../common/wire.ts';
 import { describeZodError } from '../../common/wire.ts';
+import { formatSpiffeId } from '../../common/spiffe.ts';
 import type { KubeObject } from '../sources/types.ts';
 import { LABELS, labelsOf, waypointFrom } from './labels.ts';
 
@@ -61,7 +62,7 @@ export function podToWorkload(pod: KubeObject, ns: KubeObject | undefined, trust
     name: pod.metadata.name,
     workloadName: workloadNameOf(pod, podLabels),
     serviceAccount: sa,
-    identity: `spiffe://${trustDomain}/ns/${namespace}/sa/${sa}`,
+    identity: formatSpiffeId(trustDomain, namespace, sa),
     ips,
     node,
     labels: podLabels,

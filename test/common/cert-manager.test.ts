@@ -10,7 +10,8 @@ import { once } from 'node:events';
 import { Registry } from 'prom-client';
 import { CertManager, type CertTimers, type WorkloadCert } from '../../common/cert-manager.ts';
 import { createLogger } from '../../common/log.ts';
-import { generateKeyAndCsr, spiffeIdOf } from '../../common/pki.ts';
+import { generateKeyAndCsr } from '../../common/pki.ts';
+import { spiffeIdOf } from '../../common/spiffe.ts';
 import { CertificateAuthority } from '../../controller/ca.ts';
 
 const TD = 'cluster.local';
@@ -101,7 +102,7 @@ t.test('ensure issues a cert whose context does mutual TLS 1.3 with the peer ide
   const web = await f.cm.ensure(WEB);
   const db = await f.cm.ensure(DB);
   t.equal(web.identity, WEB);
-  t.equal(spiffeIdOf(web.chain[0]!), WEB);
+  t.equal(spiffeIdOf(web.chain[0]), WEB);
   t.equal(web.notAfter.getTime(), new X509Certificate(web.chain[0]!).validToDate.getTime());
   t.equal(f.cm.get(WEB), web);
   const srv = await mtlsServer(t, () => db.secureContext);

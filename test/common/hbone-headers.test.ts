@@ -1,5 +1,5 @@
 import t from 'tap';
-import { parseAuthority, formatAuthority, spiffeIdsOf, buildBaggage, newTraceparent, BadAuthorityError } from '../../common/hbone-headers.ts';
+import { parseAuthority, formatAuthority, buildBaggage, newTraceparent, BadAuthorityError } from '../../common/hbone-headers.ts';
 
 t.test('authorities: ip:port accepted, everything else refused with a reason', (t) => {
   t.same(parseAuthority('10.244.1.5:8080'), { ip: '10.244.1.5', port: 8080 });
@@ -10,13 +10,6 @@ t.test('authorities: ip:port accepted, everything else refused with a reason', (
   }
   t.equal(formatAuthority('fd00::5', 443), '[fd00::5]:443');
   t.equal(formatAuthority('10.0.0.1', 80), '10.0.0.1:80');
-  t.end();
-});
-
-t.test('SPIFFE IDs come from URI SANs only', (t) => {
-  t.same(spiffeIdsOf({ subjectaltname: 'DNS:a.example, URI:spiffe://cluster.local/ns/a/sa/b, IP Address:10.0.0.1' }), ['spiffe://cluster.local/ns/a/sa/b']);
-  t.same(spiffeIdsOf({ subjectaltname: 'URI:https://x' }), []);
-  t.same(spiffeIdsOf(undefined), []);
   t.end();
 });
 
