@@ -15,6 +15,7 @@ import { AgentMetrics } from '../node-agent/metrics.ts';
 import { DataPlane } from '../node-agent/dataplane.ts';
 import type { DataPlaneCert } from '../node-agent/dataplane.ts';
 import { createTestPki, dataPlaneCert, demoWorkload } from '../test/common/hbone-fixtures.ts';
+import { PORTS } from '../common/ports.ts';
 
 const A_IP = '127.0.11.1', B_IP = '127.0.12.1';
 const { values } = parseArgs({ options: { conns: { type: 'string' }, rr: { type: 'string' }, c: { type: 'string' }, size: { type: 'string' }, 'new-conns': { type: 'string' }, 'bulk-mb': { type: 'string' } } });
@@ -56,7 +57,7 @@ const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => {
 await new Promise<void>((r) => server.listen(0, B_IP, r));
 const bPort = (server.address() as net.AddressInfo).port;
 const dp1 = await DataPlane.create({ log, metrics: new AgentMetrics(), host: '127.0.11.254', ports: { outbound: 0, inbound: 0, hbone: 0 }, originalDestination: () => ({ ip: B_IP, port: bPort }) });
-const dp2 = await DataPlane.create({ log, metrics: new AgentMetrics(), host: B_IP, ports: { outbound: 0, inbound: 0, hbone: 15008 } });
+const dp2 = await DataPlane.create({ log, metrics: new AgentMetrics(), host: B_IP, ports: { outbound: 0, inbound: 0, hbone: PORTS.hbone } });
 dp1.setState(AgentState.build(config, 'node-1')); dp1.setCerts([certA]);
 dp2.setState(AgentState.build(config, 'node-2')); dp2.setCerts([certB]);
 

@@ -36,6 +36,7 @@ import type { ControlPlaneResult } from './parse.ts';
 import { summarize } from './stats.ts';
 import { FIGURES, checkTargets, writeReport } from './report.ts';
 import type { BenchReport, PathResult } from './report.ts';
+import { PORTS as MESH_PORTS } from '../common/ports.ts';
 
 /** Options of one bench run. */
 export interface BenchOptions {
@@ -165,7 +166,7 @@ async function checkMesh(lab: Lab, o: BenchOptions, meshError: string | undefine
   const down = st.mesh.filter((m) => m.state !== 'running');
   if (down.length > 0) return `mesh processes not running: ${down.map((m) => `${m.name} (see ${m.log})`).join(', ')}`;
   const n1 = lab.plan.nodes.find((n) => n.name === 'node-1')!;
-  const metrics = async (): Promise<number> => sumMetric((await httpGetInNetns(runCommand, n1.netns, `http://${n1.ip}:15020/metrics`)).body, 'istio_tcp_connections_opened_total');
+  const metrics = async (): Promise<number> => sumMetric((await httpGetInNetns(runCommand, n1.netns, `http://${n1.ip}:${MESH_PORTS.proxyHealth}/metrics`)).body, 'istio_tcp_connections_opened_total');
   const before = await metrics();
   const server = lab.podIp('bench-mesh/server');
   const r = await lab.exec('bench-mesh/client', ['curl', '-s', '-m', '5', '-o', '/dev/null', '-w', '%{http_code}', `http://${server}:${PORTS.http}/bytes/1024`], { allowFail: true, timeoutMs: 8000 });

@@ -6,8 +6,6 @@ import { isIP } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { RondoError } from './errors.ts';
 
-/** The well-known HBONE port. */
-export const HBONE_PORT = 15008;
 /** Response header carrying why a CONNECT was refused. */
 export const REASON_HEADER = 'rondo-reason';
 

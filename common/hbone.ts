@@ -6,6 +6,6 @@ export type { HboneServerOptions, InboundTunnel, ServerCredentials } from './hbo
 export { pump } from './hbone-pump.ts';
 export type { PumpResult, PumpHooks } from './hbone-pump.ts';
 export {
-  HBONE_PORT, REASON_HEADER, BadAuthorityError, parseAuthority, formatAuthority, buildBaggage, parseBaggage, newTraceparent,
+  REASON_HEADER, BadAuthorityError, parseAuthority, formatAuthority, buildBaggage, parseBaggage, newTraceparent,
 } from './hbone-headers.ts';
 export type { HostPort, BaggageSource } from './hbone-headers.ts';

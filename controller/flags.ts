@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { isIP } from 'node:net';
 import { InvalidInputError } from '../common/errors.ts';
+import { PORTS } from '../common/ports.ts';
 
 /** Validated controller flags. */
 export interface ControllerFlags {
@@ -20,7 +21,7 @@ export interface ControllerFlags {
 }
 
 /** Usage text printed with flag errors. */
-export const USAGE = 'usage: node controller/main.ts (--files <stateDir> | --kubeconfig <file|default>) --listen <ip> --ca-dir <dir> --tokens <tokens.json> [--trust-domain cluster.local] [--cert-ttl <seconds>] [--debounce-ms 50] [--push-port 15012] [--metrics-port 15014]';
+export const USAGE = `usage: node controller/main.ts (--files <stateDir> | --kubeconfig <file|default>) --listen <ip> --ca-dir <dir> --tokens <tokens.json> [--trust-domain cluster.local] [--cert-ttl <seconds>] [--debounce-ms 50] [--push-port ${PORTS.controllerPush}] [--metrics-port ${PORTS.controllerHttp}]`;
 
 function int(name: string, v: string | undefined, def: number, min: number, max: number): number {
   if (v === undefined) return def;
@@ -70,7 +71,7 @@ export function parseControllerFlags(argv: string[]): ControllerFlags {
     trustDomain,
     certTtlSeconds: int('cert-ttl', values['cert-ttl'], 24 * 3600, 10, 365 * 24 * 3600),
     debounceMs: int('debounce-ms', values['debounce-ms'], 50, 0, 60_000),
-    pushPort: int('push-port', values['push-port'], 15012, 0, 65535),
-    metricsPort: int('metrics-port', values['metrics-port'], 15014, 0, 65535),
+    pushPort: int('push-port', values['push-port'], PORTS.controllerPush, 0, 65535),
+    metricsPort: int('metrics-port', values['metrics-port'], PORTS.controllerHttp, 0, 65535),
   };
 }

@@ -6,6 +6,7 @@ import { RondoError } from '../common/errors.ts';
 import { Lab, listLabs, REPO_ROOT, resolveCommand } from './lab.ts';
 import type { ApplyResult, LabStatus } from './lab.ts';
 import { RUN_ROOT } from './record.ts';
+import { PORTS } from '../common/ports.ts';
 
 /** The demo spec `rondo lab up --demo` uses. */
 export const DEMO_SPEC = join(REPO_ROOT, 'lab', 'specs', 'demo.yaml');
@@ -114,7 +115,7 @@ export function tryThis(lab: Lab): string {
     `  node cli/rondo.ts lab status${n}`,
     ...(tgt !== undefined && names.includes('frontend') ? [`  node cli/rondo.ts lab exec${n} frontend -- curl -s ${tgt}/   # a call inside the mesh (HBONE, mTLS)`] : []),
     ...(tgt !== undefined && names.includes('client') ? [`  node cli/rondo.ts lab exec${n} client -- curl -s ${tgt}/     # from outside the mesh: refused (STRICT mTLS)`] : []),
-    `  node cli/rondo.ts lab exec${n} node-1 -- curl -s localhost:15020/metrics   # the agent's Istio metrics`,
+    `  node cli/rondo.ts lab exec${n} node-1 -- curl -s localhost:${PORTS.proxyHealth}/metrics   # the agent's Istio metrics`,
     `  node cli/rondo.ts lab logs${n} ${names[0] ?? 'POD'}`,
     `  node cli/rondo.ts lab apply${n} -f FILE   # policies, routes, namespace labels`,
     `  node cli/rondo.ts lab down${n}            # or: npm stop`,

@@ -11,9 +11,10 @@ import type { CommandRunner } from './run-command.ts';
 import type { LabPlan } from './plan.ts';
 import type { ProcessInfo } from './processes.ts';
 import { isOurs } from './processes.ts';
+import { PORTS } from '../common/ports.ts';
 
 /** Ports of the contract. */
-export const MESH_PORTS = { push: 15012, controllerHttp: 15014, agentHealth: 15020 } as const;
+export const MESH_PORTS = { push: PORTS.controllerPush, controllerHttp: PORTS.controllerHttp, agentHealth: PORTS.proxyHealth } as const;
 
 /** Where the mesh files of a lab live. */
 export function meshPaths(runDir: string): { ca: string; rootCert: string; tokens: string; tokenDir: string } {

@@ -25,6 +25,7 @@ import { createAccessLog } from './access-log.ts';
 import { checkOrigDstSupport } from './orig-dst.ts';
 import { serveRoutes, json } from './http-endpoints.ts';
 import type { CertMessageEntry, FromWorker, ToWorker, WorkerSettings } from './worker-protocol.ts';
+import { PORTS } from '../common/ports.ts';
 
 /** Options of Agent.create (main.ts maps the command-line flags onto these). */
 export interface AgentOptions {
@@ -173,14 +174,14 @@ export class Agent {
   async #bind(): Promise<void> {
     const log = this.#log;
     this.#servers.push(await serveRoutes({
-      host: this.#o.host ?? '0.0.0.0', port: this.#o.metricsPort ?? 15020, log, what: 'metrics/health (15020)',
+      host: this.#o.host ?? '0.0.0.0', port: this.#o.metricsPort ?? PORTS.proxyHealth, log, what: `metrics/health (${PORTS.proxyHealth})`,
       routes: {
         '/metrics': async () => ({ status: 200, type: this.#metrics.registry.contentType, body: await this.#metricsText() }),
         '/healthz/ready': () => Promise.resolve(json({ ready: this.ready, ...this.#ready }, this.ready ? 200 : 503)),
       },
     }));
     this.#servers.push(await serveRoutes({
-      host: '127.0.0.1', port: this.#o.adminPort ?? 15000, log, what: 'admin (15000)',
+      host: '127.0.0.1', port: this.#o.adminPort ?? PORTS.proxyAdmin, log, what: `admin (${PORTS.proxyAdmin})`,
       routes: {
         '/config_dump': () => Promise.resolve(json({ version: this.#state?.config.version, problems: this.#state?.problems, config: this.#state?.config })),
         '/certs': () => Promise.resolve(json(this.#certs.identities().map((id) => {
@@ -202,7 +203,7 @@ export class Agent {
     }
     const settings: WorkerSettings = {
       node: this.#o.node, host: this.#o.host ?? '0.0.0.0',
-      ports: { outbound: ports.outbound ?? 15001, inbound: ports.inbound ?? 15006, hbone: ports.hbone ?? 15008 },
+      ports: { outbound: ports.outbound ?? PORTS.outboundCapture, inbound: ports.inbound ?? PORTS.inboundCapture, hbone: ports.hbone ?? PORTS.hbone },
       connectTimeoutMs: 10_000, poolIdleMs: 60_000, idleReclaimS: this.#o.idleReclaimS ?? 30,
     };
     cluster.setupPrimary({ exec: fileURLToPath(new URL(WORKER_ENTRY, import.meta.url)), args: [JSON.stringify(settings)], serialization: 'advanced' });

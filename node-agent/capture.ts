@@ -26,6 +26,7 @@ import { spawn } from 'node:child_process';
 import { isIP } from 'node:net';
 import { RondoError } from '../common/errors.ts';
 import type { Logger } from '../common/log.ts';
+import { PORTS } from '../common/ports.ts';
 
 /** Name of the ipset holding this node's enrolled pod IPs. */
 export const ENROLLED_SET = 'rondo-enrolled';
@@ -35,7 +36,7 @@ export const NAT_CHAIN = 'RONDO-PREROUTING';
 export const FILTER_CHAIN = 'RONDO-FORWARD';
 
 /** Capture redirect ports. */
-export const CAPTURE_PORTS = { outbound: 15001, inbound: 15006, hbone: 15008 } as const;
+export const CAPTURE_PORTS = { outbound: PORTS.outboundCapture, inbound: PORTS.inboundCapture, hbone: PORTS.hbone } as const;
 
 /** Result of one external command. */
 export interface CommandResult {

@@ -9,6 +9,7 @@ import type tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../common/log.ts';
 import { RondoError, errorMessage } from '../common/errors.ts';
+import { PORTS } from '../common/ports.ts';
 import {
   HboneClientPool, HboneServer, acceptTunnel, refuseTunnel, pump, buildBaggage, parseBaggage, newTraceparent,
 } from '../common/hbone.ts';
@@ -75,7 +76,7 @@ interface Tracked { info: Omit<OpenConnection, 'startedAt'>; startedAt: number; 
 export const STREAM_HIGH_WATER_MARK = 256 * 1024;
 
 /** Default ports. */
-export const DEFAULT_PORTS: DataPlanePorts = { outbound: 15001, inbound: 15006, hbone: 15008 };
+export const DEFAULT_PORTS: DataPlanePorts = { outbound: PORTS.outboundCapture, inbound: PORTS.inboundCapture, hbone: PORTS.hbone };
 
 function stripV4Mapped(ip: string): string {
   return ip.startsWith('::ffff:') && net.isIPv4(ip.slice(7)) ? ip.slice(7) : ip;

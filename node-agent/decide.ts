@@ -14,20 +14,18 @@
  */
 import type { Service, Workload } from '../common/wire.ts';
 import { formatSpiffeId } from '../common/spiffe.ts';
+import { PORTS, type HbonePort } from '../common/ports.ts';
 import { EndpointPicker, endpointKey } from './endpoint-picker.ts';
 import type { AgentState } from './state.ts';
 import { keyOf } from './state.ts';
 
 export { EndpointPicker, endpointKey };
 
-/** The HBONE port every agent and waypoint listens on. */
-export const HBONE_PORT = 15008;
-
 /** Where a captured outbound connection goes. */
 export type OutboundDecision =
   | {
       kind: 'hbone';
-      connectTo: { ip: string; port: 15008 };
+      connectTo: { ip: string; port: HbonePort };
       /** `ip:port` of the final pod target. */
       authority: string;
       expectedIdentity: string;
@@ -37,7 +35,7 @@ export type OutboundDecision =
     }
   | {
       kind: 'waypoint';
-      connectTo: { ip: string; port: 15008 };
+      connectTo: { ip: string; port: HbonePort };
       /** `vip:port` (or `podIP:port` for a pod addressed directly). */
       authority: string;
       expectedIdentity: string;
@@ -124,7 +122,7 @@ function toPod(
   }
   const base = {
     kind: 'hbone' as const,
-    connectTo: { ip, port: HBONE_PORT } as const,
+    connectTo: { ip, port: PORTS.hbone } as const,
     authority: authorityOf(ip, port),
     expectedIdentity: destination.identity,
     source,
@@ -152,7 +150,7 @@ function toWaypoint(
   }
   return {
     kind: 'waypoint',
-    connectTo: { ip: addr.ip, port: HBONE_PORT },
+    connectTo: { ip: addr.ip, port: PORTS.hbone },
     authority,
     expectedIdentity: addr.identity,
     source,
@@ -173,7 +171,7 @@ function pickWaypointReplica(
   if (svc === undefined) return undefined;
   const ready = svc.endpoints.filter((e) => e.ready);
   if (ready.length < 2) return undefined;
-  const ep = ready[lb.pick(`waypoint:${keyOf(ref)}`, ready.map((e) => endpointKey(e.ip, HBONE_PORT)))];
+  const ep = ready[lb.pick(`waypoint:${keyOf(ref)}`, ready.map((e) => endpointKey(e.ip, PORTS.hbone)))];
   if (ep === undefined) return undefined;
   const w = state.workloadByUid(ep.workloadUid);
   return { ip: ep.ip, identity: w?.identity ?? formatSpiffeId(state.config.mesh.trustDomain, ref.namespace, ref.name) };

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { availableParallelism } from 'node:os';
 import { isIP } from 'node:net';
 import { InvalidInputError, errorMessage } from '../common/errors.ts';
+import { PORTS } from '../common/ports.ts';
 
 /** Parsed flags. */
 export interface AgentFlags {
@@ -19,8 +20,8 @@ export interface AgentFlags {
 }
 
 /** Usage text. */
-export const USAGE = 'node node-agent/main.ts --node <name> --controller <ip>:15012 --token-file <file> --ca-file <root-cert.pem> ' +
-  '[--workers N (default: 0 = in-process on ≤ 2 CPUs, else min(CPUs, 4))] [--admin-port 15000] [--metrics-port 15020] [--drain-ms 10000] [--idle-reclaim-s 30 (0 = off)]';
+export const USAGE = `node node-agent/main.ts --node <name> --controller <ip>:${PORTS.controllerPush} --token-file <file> --ca-file <root-cert.pem> ` +
+  `[--workers N (default: 0 = in-process on ≤ 2 CPUs, else min(CPUs, 4))] [--admin-port ${PORTS.proxyAdmin}] [--metrics-port ${PORTS.proxyHealth}] [--drain-ms 10000] [--idle-reclaim-s 30 (0 = off)]`;
 
 function int(name: string, v: string | undefined, def: number, min: number, max: number): number {
   if (v === undefined) return def;
@@ -63,7 +64,7 @@ export function parseAgentFlags(argv: string[]): AgentFlags {
   const m = /^(.+):([0-9]{1,5})$/.exec(controller);
   const host = m?.[1]?.replace(/^\[(.*)\]$/, '$1') ?? '';
   if (m === null || isIP(host) === 0 || Number(m[2]) < 1 || Number(m[2]) > 65535) {
-    throw new InvalidInputError(`--controller must be <ip>:<port> (e.g. 10.250.0.2:15012), got ${JSON.stringify(controller)}`);
+    throw new InvalidInputError(`--controller must be <ip>:<port> (e.g. 10.250.0.2:${PORTS.controllerPush}), got ${JSON.stringify(controller)}`);
   }
   return {
     node: need('node'),
@@ -71,8 +72,8 @@ export function parseAgentFlags(argv: string[]): AgentFlags {
     tokenFile: need('token-file'),
     caFile: need('ca-file'),
     workers: int('workers', values['workers'], defaultWorkers(availableParallelism()), 0, 256),
-    adminPort: int('admin-port', values['admin-port'], 15000, 1, 65535),
-    metricsPort: int('metrics-port', values['metrics-port'], 15020, 1, 65535),
+    adminPort: int('admin-port', values['admin-port'], PORTS.proxyAdmin, 1, 65535),
+    metricsPort: int('metrics-port', values['metrics-port'], PORTS.proxyHealth, 1, 65535),
     drainMs: int('drain-ms', values['drain-ms'], 10_000, 0, 3_600_000),
     idleReclaimS: int('idle-reclaim-s', values['idle-reclaim-s'], 30, 0, 86_400),
   };
