@@ -13,6 +13,7 @@ import type { Logger } from './log.ts';
 import { RondoError, errorMessage } from './errors.ts';
 import { REASON_HEADER, parseAuthority } from './hbone-headers.ts';
 import { spiffeIdOf } from './spiffe.ts';
+import { stripV4Mapped } from './ip.ts';
 import type { HostPort } from './hbone-headers.ts';
 import { DEFAULT_WINDOW } from './hbone-client.ts';
 
@@ -250,8 +251,4 @@ export class HboneServer {
     })();
     return this.#closing;
   }
-}
-
-function stripV4Mapped(ip: string): string {
-  return ip.startsWith('::ffff:') && net.isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
 }

@@ -20,6 +20,7 @@
 import { BlockList, isIP } from 'node:net';
 import type { AuthorizationPolicy, PeerAuthentication, PolicyRule, Workload } from '../common/wire.ts';
 import { principalOf, tryParseSpiffeId } from '../common/spiffe.ts';
+import { stripV4Mapped } from '../common/ip.ts';
 import type { AgentState } from './state.ts';
 import { keyOf, selectorMatches } from './state.ts';
 
@@ -215,8 +216,7 @@ function compiledBlocks(cidrs: readonly string[]): CompiledBlocks {
   c = {
     invalid,
     check: (ip) => {
-      // Dual-stack sockets report IPv4 peers as ::ffff:a.b.c.d.
-      const v4 = ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
+      const v4 = stripV4Mapped(ip);
       const fam = isIP(v4);
       return fam !== 0 && bl.check(v4, fam === 6 ? 'ipv6' : 'ipv4');
     },

@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../common/log.ts';
 import { RondoError, errorMessage } from '../common/errors.ts';
 import { PORTS } from '../common/ports.ts';
+import { stripV4Mapped } from '../common/ip.ts';
 import {
   HboneClientPool, HboneServer, acceptTunnel, refuseTunnel, pump, buildBaggage, parseBaggage, newTraceparent,
 } from '../common/hbone.ts';
@@ -77,10 +78,6 @@ export const STREAM_HIGH_WATER_MARK = 256 * 1024;
 
 /** Default ports. */
 export const DEFAULT_PORTS: DataPlanePorts = { outbound: PORTS.outboundCapture, inbound: PORTS.inboundCapture, hbone: PORTS.hbone };
-
-function stripV4Mapped(ip: string): string {
-  return ip.startsWith('::ffff:') && net.isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
-}
 
 // Per connection, the same source pod sends the same baggage: build it once per Workload
 // object (a new config brings new objects) and parse each distinct header once.

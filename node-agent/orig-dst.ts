@@ -6,6 +6,7 @@
 import { isIPv4 } from 'node:net';
 import type { Socket } from 'node:net';
 import { RondoError, errorMessage } from '../common/errors.ts';
+import { stripV4Mapped } from '../common/ip.ts';
 import { libcErrno, libcFunction } from './libc.ts';
 
 const SOL_IP = 0;
@@ -132,7 +133,7 @@ export function originalDestination(socket: Socket): OriginalDestination | undef
   // the access log anyway, while localAddress would cost one more getsockname per connection.
   const peer = socket.remoteAddress ?? '';
   // A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d; those are IPv4 conntrack entries.
-  const v4 = isIPv4(peer) || (peer.startsWith('::ffff:') && isIPv4(peer.slice(7)));
+  const v4 = isIPv4(stripV4Mapped(peer));
   const buf = Buffer.alloc(v4 ? 16 : SOCKADDR_IN6_LEN);
   const rc = f.getsockopt(fd, v4 ? SOL_IP : SOL_IPV6, SO_ORIGINAL_DST, buf, lenBuf(buf.length));
   if (rc !== 0) {
