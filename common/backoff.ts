@@ -1,5 +1,31 @@
-/** Jittered exponential backoff for reconnect and retry loops. */
+/**
+ * Jittered exponential backoff for reconnect and retry loops: the one formula every retry in
+ * Rondo uses (push reconnects, Kubernetes list/watch, certificate renewals, ...).
+ */
 
+/** Pacing of one retry loop. */
+export interface BackoffSettings {
+  /** First delay in ms. */
+  initialMs: number;
+  /** Ceiling in ms. */
+  maxMs: number;
+  /** Growth per attempt (default 2). */
+  factor?: number;
+}
+
+/**
+ * Delay before retry number `attempt` (0-based), in ms: the base grows by `factor` per
+ * attempt up to `maxMs`, and the delay is uniform in [base/2, base] ("equal jitter"), so a
+ * fleet of proxies or controllers restarted together spreads out instead of retrying in
+ * lockstep, while a retry never comes sooner than half its base.
+ */
+export function backoffDelay(attempt: number, s: BackoffSettings, random: () => number = Math.random): number {
+  // Capping the exponent keeps the product finite for loops that have failed for days.
+  const base = Math.min(s.maxMs, s.initialMs * (s.factor ?? 2) ** Math.min(Math.max(0, attempt), 64));
+  return Math.round(base / 2 + (base / 2) * random());
+}
+
+/** Options of Backoff. */
 export interface BackoffOptions {
   /** First delay in ms (default 200). */
   initialMs?: number;
@@ -11,30 +37,20 @@ export interface BackoffOptions {
   random?: () => number;
 }
 
-/**
- * "Full jitter" backoff: each delay is uniform in [base/2, base], base doubling per attempt,
- * so a fleet of proxies reconnecting after a controller restart spreads out instead of
- * arriving in lockstep.
- */
+/** backoffDelay with the attempt count kept: next() after each failure, reset() after a success. */
 export class Backoff {
-  readonly #initial: number;
-  readonly #max: number;
-  readonly #factor: number;
+  readonly #settings: BackoffSettings;
   readonly #random: () => number;
   #attempt = 0;
 
   constructor(o: BackoffOptions = {}) {
-    this.#initial = o.initialMs ?? 200;
-    this.#max = o.maxMs ?? 30_000;
-    this.#factor = o.factor ?? 2;
+    this.#settings = { initialMs: o.initialMs ?? 200, maxMs: o.maxMs ?? 30_000, factor: o.factor ?? 2 };
     this.#random = o.random ?? Math.random;
   }
 
   /** Delay before the next attempt, in ms; grows until reset(). */
   next(): number {
-    const base = Math.min(this.#max, this.#initial * this.#factor ** this.#attempt);
-    this.#attempt++;
-    return Math.round(base / 2 + (base / 2) * this.#random());
+    return backoffDelay(this.#attempt++, this.#settings, this.#random);
   }
 
   /** Number of delays handed out since the last reset. */

@@ -12,6 +12,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { RondoError, errorMessage } from './errors.ts';
 import type { Logger } from './log.ts';
 import { generateKeyAndCsr } from './pki.ts';
+import { backoffDelay } from './backoff.ts';
 import { parseSpiffeId, spiffeIdOf } from './spiffe.ts';
 
 /** A signed workload certificate with its private key and a TLS context built once. */
@@ -275,12 +276,11 @@ export class CertManager extends EventEmitter<CertManagerEvents> {
   }
 
   /**
-   * Exponential backoff with jitter in [0.5, 1.5) x, capped at retryMaxMs and at half the
-   * remaining life so a short-lived cert still gets several tries before it expires.
+   * The common backoff (backoff.ts), capped also at half the remaining life so a short-lived
+   * cert still gets several tries before it expires.
    */
   #retryDelay(failures: number, cert: WorkloadCert): number {
-    const exp = Math.min(this.#retryMaxMs, this.#retryInitialMs * 2 ** Math.min(failures - 1, 30));
-    const jittered = exp * (0.5 + this.#random());
+    const jittered = backoffDelay(failures - 1, { initialMs: this.#retryInitialMs, maxMs: this.#retryMaxMs }, this.#random);
     const remaining = cert.notAfter.getTime() - this.#now();
     return Math.min(jittered, Math.max(this.#retryInitialMs, remaining / 2));
   }

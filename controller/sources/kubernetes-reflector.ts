@@ -14,21 +14,8 @@ import type { Clock, TimerHandle } from '../../common/clock.ts';
 import type { KindInfo, ListFn } from './kubernetes-kinds.ts';
 import { toKubeObject } from './kubernetes-plain.ts';
 import type { KubeObject, ResourceSink } from './types.ts';
-
-/** Retry pacing for list and watch failures. */
-export interface BackoffSettings {
-  initialMs: number;
-  maxMs: number;
-}
-
-/**
- * Delay before retry number `attempt` (0-based): exponential, capped, and uniform in
- * [base/2, base] so many controllers restarted together do not hit the API server in step.
- */
-export function backoffDelay(attempt: number, b: BackoffSettings, random: () => number): number {
-  const base = Math.min(b.maxMs, b.initialMs * 2 ** Math.min(attempt, 30));
-  return Math.round(base / 2 + (base / 2) * random());
-}
+import { backoffDelay } from '../../common/backoff.ts';
+import type { BackoffSettings } from '../../common/backoff.ts';
 
 /** HTTP status of an error from the typed API (`code`) or from `Watch` (`statusCode`). */
 export function httpStatus(e: unknown): number | undefined {

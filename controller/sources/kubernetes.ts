@@ -9,7 +9,7 @@ import { realClock } from '../../common/clock.ts';
 import type { Clock, TimerHandle } from '../../common/clock.ts';
 import { KIND_INFO } from './kubernetes-kinds.ts';
 import { KindReflector, KubeSyncError } from './kubernetes-reflector.ts';
-import type { BackoffSettings } from './kubernetes-reflector.ts';
+import type { BackoffSettings } from '../../common/backoff.ts';
 import { WATCHED_KINDS } from './types.ts';
 import { sourceMetrics } from './source-metrics.ts';
 import type { ResourceSink, Source, WatchedKind } from './types.ts';
