@@ -6,7 +6,7 @@ import { InvalidInputError } from '../common/errors.ts';
 import type { LabSpec, MeshOptions, NamespaceSpec, ServicePortSpec } from './spec.ts';
 import { cidrContains, cidrSize, cidrsOverlap, intToIp, ipToInt, parseCidr } from './ipam.ts';
 import type { Cidr } from './ipam.ts';
-import type { KubeObject } from '../controller/sources/types.ts';
+import type { KubeObject } from '../common/kube-object.ts';
 
 /** One node: a netns on the underlay bridge with its own pod CIDR. */
 export interface NodePlan { name: string; index: number; netns: string; ip: string; podCIDR: string; gateway: string; bridgePort: string }

@@ -6,7 +6,7 @@
 import { LineCounter, parseAllDocuments } from 'yaml';
 import type { Document } from 'yaml';
 import { InvalidInputError } from '../common/errors.ts';
-import type { KubeObject } from '../controller/sources/types.ts';
+import type { KubeObject } from '../common/kube-object.ts';
 
 /** Kinds the lab passes through to the state directory unchanged (the mesh's user resources). */
 export const USER_KINDS = ['Gateway', 'HTTPRoute', 'GRPCRoute', 'AuthorizationPolicy', 'PeerAuthentication', 'TrafficPolicy'] as const;

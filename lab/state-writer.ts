@@ -6,7 +6,7 @@
 import { mkdirSync, readdirSync, rmSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import type { KubeObject } from '../controller/sources/types.ts';
+import type { KubeObject } from '../common/kube-object.ts';
 import type { LabPlan, PodPlan, ServicePlan } from './plan.ts';
 import { keyOf } from './plan.ts';
 import { writeAtomic } from './record.ts';

@@ -2,6 +2,7 @@
  * What every source (Kubernetes informers, a directory of YAML) feeds: plain Kubernetes
  * objects into one store. The model never knows which source an object came from.
  */
+import type { KubeObject } from '../../common/kube-object.ts';
 
 /** The kinds the controller reads. */
 export const WATCHED_KINDS = [
@@ -19,25 +20,8 @@ export const WATCHED_KINDS = [
 ] as const;
 export type WatchedKind = (typeof WATCHED_KINDS)[number];
 
-export interface ObjectMeta {
-  name: string;
-  namespace?: string;
-  uid?: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  resourceVersion?: string;
-  generation?: number;
-}
-
-/** A Kubernetes object as the API server returns it (JSON). */
-export interface KubeObject {
-  apiVersion: string;
-  kind: string;
-  metadata: ObjectMeta;
-  spec?: unknown;
-  status?: unknown;
-  [field: string]: unknown;
-}
+// Defined in common/ (the lab writes them too); re-exported for the controller's own modules.
+export type { KubeObject, ObjectMeta } from '../../common/kube-object.ts';
 
 /** The store side a source writes into. */
 export interface ResourceSink {
