@@ -74,6 +74,23 @@ const defaultTimers: CertTimers = {
   clear: (h) => clearTimeout(h as NodeJS.Timeout),
 };
 
+/**
+ * Throws RONDO_E_INVALID naming the first entry of `pems` that is not a PEM CA certificate
+ * (or when there is none): what a proxy checks before it trusts a pushed bundle.
+ */
+export function checkTrustBundle(pems: readonly string[]): void {
+  if (pems.length === 0) throw new RondoError('RONDO_E_INVALID', 'trust bundle is empty: the mesh config must carry at least one root');
+  pems.forEach((pem, i) => {
+    let c: X509Certificate;
+    try {
+      c = new X509Certificate(pem);
+    } catch (err) {
+      throw new RondoError('RONDO_E_INVALID', `trust bundle entry ${i} is not a PEM certificate: ${errorMessage(err)}`, { cause: err });
+    }
+    if (!c.ca) throw new RondoError('RONDO_E_INVALID', `trust bundle entry ${i} (${(c.subject ?? '').replace(/\n/g, ', ') || 'no subject'}) is not a CA certificate`);
+  });
+}
+
 /** Keeps the workload certificates a proxy presents, renewed before they expire. */
 export class CertManager extends EventEmitter<CertManagerEvents> {
   readonly #sign: CertManagerOptions['sign'];
@@ -117,18 +134,9 @@ export class CertManager extends EventEmitter<CertManagerEvents> {
    * rebuilt and 'rotated' is emitted per identity (new connections use the new bundle).
    */
   setTrustBundle(pems: string[]): void {
-    if (pems.length === 0) throw new RondoError('RONDO_E_INVALID', 'trust bundle is empty: the mesh config must carry at least one root');
-    if (pems.join('\n') === this.#bundle.join('\n')) return;
+    if (pems.length > 0 && pems.join('\n') === this.#bundle.join('\n')) return;
     // Check every root before touching anything, so a bad push leaves the old bundle in force.
-    pems.forEach((pem, i) => {
-      let c: X509Certificate;
-      try {
-        c = new X509Certificate(pem);
-      } catch (err) {
-        throw new RondoError('RONDO_E_INVALID', `trust bundle entry ${i} is not a PEM certificate: ${errorMessage(err)}`, { cause: err });
-      }
-      if (!c.ca) throw new RondoError('RONDO_E_INVALID', `trust bundle entry ${i} (${c.subject}) is not a CA certificate`);
-    });
+    checkTrustBundle(pems);
     this.#bundle = [...pems];
     for (const [identity, e] of this.#entries) {
       if (e.cert === undefined) continue;

@@ -1,8 +1,9 @@
 /**
  * The proxy side of the push protocol (common/wire.ts), used by the node agent and the
  * waypoint: connects to the controller over WebSocket/TLS, authenticates with a bearer
- * token, applies snapshots and deltas into a validated ProxyConfig, ACKs/NACKs, signs CSRs,
- * and reconnects with jittered backoff while serving the last good configuration.
+ * token, applies snapshots and deltas into a validated ProxyConfig, hands each to the proxy
+ * (one at a time, in order), ACKs/NACKs once the proxy has taken it, signs CSRs, and
+ * reconnects with jittered backoff while serving the last good configuration.
  */
 import { randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
@@ -13,16 +14,18 @@ import {
   FRAME_ENCODING_HEADER,
   MAX_MESSAGE_BYTES,
   PUSH_PATH,
+  REJECTED,
   RESOURCE_TYPES,
   ResourceSchemas,
   describeZodError,
   frameText,
 } from './wire.ts';
-import type { DeltaMessage, ProxyIdentity, Rejection, ResourceEntry, ResourceType, SnapshotMessage } from './wire.ts';
+import type { DeltaMessage, MeshConfig, ProxyIdentity, Rejection, ResourceEntry, ResourceType, SnapshotMessage } from './wire.ts';
 import type { ProxyConfig } from './proxy-config.ts';
 import type { Logger } from './log.ts';
 import { RondoError, errorMessage } from './errors.ts';
 import { Backoff } from './backoff.ts';
+import { checkTrustBundle } from './cert-manager.ts';
 
 /** Options of a PushClient (see the contract in the briefs). */
 export interface PushClientOptions {
@@ -32,7 +35,14 @@ export interface PushClientOptions {
   proxy: ProxyIdentity;
   /** Roots that the controller's serving certificate must chain to. */
   caPems: string[];
-  onConfig: (cfg: ProxyConfig) => void;
+  /**
+   * Applies a validated config (`prev`: the one the proxy serves now, if any). Returns or
+   * resolves to what the proxy could not take (see Rejection in wire.ts); the proxy must then
+   * serve `keptConfig(cfg, prev, rejected, kind)`. A throw or rejection counts as refusing
+   * the whole config. Calls never overlap, and the controller gets its ACK/NACK only after
+   * this settles, so it should settle once the config serves, not wait for slow side work.
+   */
+  onConfig: (cfg: ProxyConfig, prev: ProxyConfig | undefined, kind: 'snapshot' | 'delta') => Rejection[] | void | Promise<Rejection[] | void>;
   log: Logger;
   registry?: Registry;
   /** Reconnect delays (defaults 200 ms .. 30 s); tests shorten them. */
@@ -78,6 +88,8 @@ export class PushClient {
   #lastSeen = 0;
   #idleTimer: NodeJS.Timeout | undefined;
   #readyWaiters: ((c: ProxyConfig) => void)[] = [];
+  /** Tail of the apply queue (never rejects): snapshots and deltas are applied one by one. */
+  #applying: Promise<void> = Promise.resolve();
   readonly #pending = new Map<string, PendingSign>();
   readonly #metrics: {
     connected: Gauge;
@@ -148,7 +160,7 @@ export class PushClient {
     if (this.#idleTimer !== undefined) clearInterval(this.#idleTimer);
     for (const [id, p] of this.#pending) {
       clearTimeout(p.timer);
-      p.reject(new RondoError('RONDO_E_PUSH_CLOSED', `CSR ${id} abandoned: push client closed`));
+      p.reject(new RondoError('RONDO_E_CLOSED', `CSR ${id} abandoned: push client closed`));
     }
     this.#pending.clear();
     const ws = this.#ws;
@@ -211,10 +223,14 @@ export class PushClient {
       this.#lastSeen = Date.now();
       this.#connected = true;
       this.#metrics.connected.set(1);
-      log.info('connected to controller', { url: this.#url, lastVersion: this.#config?.version });
-      const hello: Record<string, unknown> = { type: 'hello', proxy: this.#o.proxy };
-      if (this.#config !== undefined) hello['lastVersion'] = this.#config.version;
-      ws.send(JSON.stringify(hello));
+      // The Hello names the version the proxy holds, so it waits for an apply in progress.
+      void this.#applying.then(() => {
+        if (this.#ws !== ws || ws.readyState !== WebSocket.OPEN) return;
+        log.info('connected to controller', { url: this.#url, lastVersion: this.#config?.version });
+        const hello: Record<string, unknown> = { type: 'hello', proxy: this.#o.proxy };
+        if (this.#config !== undefined) hello['lastVersion'] = this.#config.version;
+        ws.send(JSON.stringify(hello));
+      });
     });
     ws.on('message', (data, isBinary) => {
       this.#lastSeen = Date.now();
@@ -277,33 +293,121 @@ export class PushClient {
       else p.reject(new RondoError('RONDO_E_CSR_REFUSED', `controller refused the CSR: ${msg.error ?? 'no reason given'}`));
       return;
     }
+    this.#applying = this.#applying.then(() => this.#apply(ws, msg)).catch((e: unknown) => {
+      this.#o.log.error('applying a pushed config failed', { version: msg.version, err: e instanceof Error ? e : errorMessage(e) });
+    });
+  }
+
+  /** Validates one message, has the proxy apply it, records what the proxy holds, answers. */
+  async #apply(ws: WebSocket, msg: SnapshotMessage | DeltaMessage): Promise<void> {
+    // From a connection since replaced: its controller never hears back; the new one
+    // starts from the Hello's version.
+    if (this.#ws !== ws || this.#closed) return;
+    const prev = this.#config;
     let applied: Applied;
     if (msg.type === 'snapshot') {
       applied = applySnapshot(msg);
     } else {
-      if (this.#config === undefined) return this.#protocolError(ws, 'delta before any snapshot');
-      applied = applyDelta(this.#config, msg);
+      if (prev === undefined) return this.#protocolError(ws, 'delta before any snapshot');
+      applied = applyDelta(prev, msg);
     }
-    this.#config = applied.config;
-    this.#configAt = this.#now();
+    const rejected = applied.rejected;
+    // The schema takes any string as a root; a bundle the proxy cannot load is refused as a
+    // whole here, so the mesh settings in force stay those of the previous config.
+    const meshProblem = msg.mesh === undefined ? undefined : trustBundleProblem(msg.mesh);
+    let cfg: ProxyConfig | undefined = applied.config;
+    if (meshProblem !== undefined) {
+      const r = { type: REJECTED.mesh, key: 'trustBundle', reason: meshProblem };
+      rejected.push(r);
+      cfg = keptConfig(cfg, prev, [r], msg.type);
+    }
+    let held = cfg;
+    if (cfg !== undefined) {
+      const byProxy = await this.#handToProxy(cfg, prev, msg.type);
+      rejected.push(...byProxy);
+      held = keptConfig(cfg, prev, byProxy, msg.type);
+    }
+    if (held !== undefined) {
+      this.#config = held;
+      this.#configAt = this.#now();
+      this.#metrics.applied.inc({ type: msg.type });
+    }
     this.#backoff.reset();
-    this.#metrics.applied.inc({ type: msg.type });
-    if (applied.rejected.length > 0) {
-      this.#metrics.nacks.inc(applied.rejected.length);
-      this.#o.log.warn('rejected pushed resources', { version: msg.version, rejected: applied.rejected.slice(0, 20) });
-      ws.send(JSON.stringify({ type: 'nack', version: msg.version, nonce: msg.nonce, rejected: applied.rejected }));
-    } else {
-      ws.send(JSON.stringify({ type: 'ack', version: msg.version, nonce: msg.nonce }));
+    if (rejected.length > 0) {
+      this.#metrics.nacks.inc(rejected.length);
+      this.#o.log.warn('rejected pushed resources', { version: msg.version, rejected: rejected.slice(0, 20) });
     }
-    const waiters = this.#readyWaiters;
-    this.#readyWaiters = [];
-    for (const w of waiters) w(applied.config);
-    try {
-      this.#o.onConfig(applied.config);
-    } catch (e) {
-      this.#o.log.error('onConfig handler threw', { err: e instanceof Error ? e : errorMessage(e) });
+    if (this.#ws === ws && ws.readyState === WebSocket.OPEN) {
+      ws.send(JSON.stringify(rejected.length > 0
+        ? { type: 'nack', version: msg.version, nonce: msg.nonce, rejected }
+        : { type: 'ack', version: msg.version, nonce: msg.nonce }));
+    }
+    if (held !== undefined) {
+      const waiters = this.#readyWaiters;
+      this.#readyWaiters = [];
+      for (const w of waiters) w(held);
     }
   }
+
+  /** Calls onConfig; a throw is a refusal of the whole config, never a stuck queue. */
+  async #handToProxy(cfg: ProxyConfig, prev: ProxyConfig | undefined, kind: 'snapshot' | 'delta'): Promise<Rejection[]> {
+    let out: Rejection[] | void;
+    try {
+      out = await this.#o.onConfig(cfg, prev, kind);
+    } catch (e) {
+      this.#o.log.error('onConfig handler threw; the config counts as refused', { version: cfg.version, err: e instanceof Error ? e : errorMessage(e) });
+      return [{ type: REJECTED.config, key: '*', reason: `proxy failed to apply the config: ${errorMessage(e)}` }];
+    }
+    if (!Array.isArray(out)) return [];
+    // Normalized: anything else in a rejection would make the controller drop the NACK.
+    return out.map((r) => ({ type: String(r.type), key: String(r.key), reason: String(r.reason) }));
+  }
+}
+
+/** Why a mesh config's trust bundle cannot be loaded, or undefined when it can. */
+function trustBundleProblem(mesh: MeshConfig): string | undefined {
+  try {
+    checkTrustBundle(mesh.trustBundle);
+    return undefined;
+  } catch (e) {
+    return errorMessage(e);
+  }
+}
+
+/**
+ * What a proxy holds after refusing `rejected` of `cfg` while serving `prev` (the rules of
+ * Rejection in wire.ts; the controller tracks the same): a refused resource keeps its
+ * previous value after a delta and is absent after a snapshot; a refused mesh keeps the
+ * previous mesh settings (undefined: nothing to serve without them); `config` keeps `prev`'s
+ * contents. The version is `cfg`'s: the proxy has answered that version.
+ */
+export function keptConfig(cfg: ProxyConfig | undefined, prev: ProxyConfig | undefined, rejected: readonly Rejection[], kind: 'snapshot' | 'delta'): ProxyConfig | undefined {
+  if (cfg === undefined || rejected.length === 0) return cfg;
+  if (rejected.some((r) => r.type === REJECTED.config)) return prev === undefined ? undefined : toConfig(cfg.version, prev.mesh, mapsOf(prev));
+  let mesh = cfg.mesh;
+  if (rejected.some((r) => r.type === REJECTED.mesh)) {
+    if (prev === undefined) return undefined;
+    mesh = prev.mesh;
+  }
+  const maps = mapsOf(cfg);
+  for (const type of RESOURCE_TYPES) {
+    const keys = rejected.filter((r) => r.type === type).map((r) => r.key);
+    if (keys.length === 0) continue;
+    const next = new Map(maps[type]);
+    for (const k of keys) {
+      const old = kind === 'delta' ? (prev?.[type] as ReadonlyMap<string, unknown> | undefined)?.get(k) : undefined;
+      if (old === undefined) next.delete(k);
+      else next.set(k, old);
+    }
+    maps[type] = next;
+  }
+  return toConfig(cfg.version, mesh, maps);
+}
+
+function mapsOf(cfg: ProxyConfig): Maps {
+  const maps = {} as Maps;
+  for (const type of RESOURCE_TYPES) maps[type] = cfg[type] as Map<string, unknown>;
+  return maps;
 }
 
 function emptyMaps(): Maps {

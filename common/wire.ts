@@ -235,8 +235,17 @@ export const AckMessage = z.strictObject({
   version: z.int().nonnegative(),
   nonce: z.string(),
 });
+/**
+ * One thing a proxy did not take from a snapshot or delta. `type` is a resource type (the
+ * proxy keeps its previous value of `key` after a delta, holds nothing for it after a
+ * snapshot), `mesh` with key `trustBundle` (the message's mesh settings were not taken: the
+ * proxy keeps its previous ones, or holds no config if it had none), or `config` with key
+ * `*` (nothing of the message was taken: the proxy keeps its previous configuration).
+ */
 export const Rejection = z.strictObject({ type: z.string(), key: z.string(), reason: z.string() });
 export type Rejection = z.infer<typeof Rejection>;
+/** The `type`s of a Rejection that are not resource types. */
+export const REJECTED = { mesh: 'mesh', config: 'config' } as const;
 export const NackMessage = z.strictObject({
   type: z.literal('nack'),
   version: z.int().nonnegative(),

@@ -5,12 +5,15 @@ import { WebSocketServer } from 'ws';
 import type WebSocket from 'ws';
 import { Registry } from 'prom-client';
 import { PushClient } from '../../common/push-client.ts';
+import type { ProxyConfig } from '../../common/proxy-config.ts';
+import type { Rejection } from '../../common/wire.ts';
 import { Backoff } from '../../common/backoff.ts';
 import { createLogger } from '../../common/log.ts';
 import { selfSignedLocalhost } from '../controller/fixtures/tls.ts';
 
 const quiet = createLogger('test', { write: () => true }, 'error');
-const mesh = { trustDomain: 'cluster.local', trustBundle: ['ROOT'], rootNamespace: 'rondo-system' };
+// A real CA certificate: the push client refuses a trust bundle it could not load.
+const mesh = { trustDomain: 'cluster.local', trustBundle: [selfSignedLocalhost().certPem], rootNamespace: 'rondo-system' };
 
 /** A scripted controller: hands each connection to `onConn`. */
 async function fakeController(t: Test, onConn: (ws: WebSocket, auth: string | undefined) => void) {
@@ -167,4 +170,151 @@ t.test('a pushed resource with an unknown field is NACKed naming the field; the 
   t.same([...cfg.services.keys()], ['demo/web'], 'the good service applies, the bad one is left out');
   const nack = await answer!;
   t.match(nack, { type: 'nack', version: 1, nonce: 'n1', rejected: [{ type: 'services', key: 'demo/typo', reason: /sessionAffinty/ }] });
+});
+
+const svc = (name: string, vip: string): { key: string; value: unknown } => ({
+  key: `demo/${name}`, value: { namespace: 'demo', name, hostname: `${name}.demo.svc.cluster.local`, vips: [vip], ports: [], endpoints: [] },
+});
+
+/** A scripted controller that sends `script` messages one by one, each after the previous answer; resolves with the answers. */
+async function scripted(t: Test, script: Record<string, unknown>[]) {
+  const answers: Record<string, unknown>[] = [];
+  let done!: () => void;
+  const finished = new Promise<void>((r) => { done = r; });
+  const ctl = await fakeController(t, (ws) => {
+    void next(ws).then(async () => {
+      for (const m of script) {
+        ws.send(JSON.stringify(m));
+        answers.push(await next(ws));
+      }
+      done();
+    });
+  });
+  return { ctl, answers, finished };
+}
+
+t.test('the ACK/NACK comes after onConfig: what the proxy refuses is NACKed, and it keeps its previous value', async (t) => {
+  const h = await scripted(t, [
+    { type: 'snapshot', version: 1, nonce: 'n1', mesh, resources: { services: [svc('web', '10.96.0.1')] } },
+    { type: 'delta', version: 2, nonce: 'n2', upserts: { services: [svc('web', '10.96.0.9'), svc('api', '10.96.0.2')] }, removes: {} },
+    { type: 'delta', version: 3, nonce: 'n3', upserts: { services: [svc('db', '10.96.0.3')] }, removes: {} },
+  ]);
+  const seen: { version: number; prev: number | undefined; kind: string }[] = [];
+  const c = new PushClient({
+    url: h.ctl.url, token: 'x', proxy: { kind: 'node-agent', node: 'node-1' }, caPems: [h.ctl.ca], log: quiet,
+    onConfig: async (cfg, prev, kind): Promise<Rejection[]> => {
+      seen.push({ version: cfg.version, prev: prev?.version, kind });
+      await new Promise((r) => setImmediate(r));
+      // The proxy cannot take the new web (say, its listener failed): it keeps the old one.
+      return cfg.version === 2 ? [{ type: 'services', key: 'demo/web', reason: 'listener for 10.96.0.9 failed' }] : [];
+    },
+  });
+  t.teardown(() => c.close());
+  c.start();
+  await h.finished;
+  t.same(h.answers, [
+    { type: 'ack', version: 1, nonce: 'n1' },
+    { type: 'nack', version: 2, nonce: 'n2', rejected: [{ type: 'services', key: 'demo/web', reason: 'listener for 10.96.0.9 failed' }] },
+    { type: 'ack', version: 3, nonce: 'n3' },
+  ], 'the refusal reaches the controller instead of an ACK');
+  t.same(seen, [{ version: 1, prev: undefined, kind: 'snapshot' }, { version: 2, prev: 1, kind: 'delta' }, { version: 3, prev: 2, kind: 'delta' }]);
+  t.equal(c.config?.version, 3);
+  t.same(c.config?.services.get('demo/web')?.vips, ['10.96.0.1'], 'the refused upsert left the previous value in place');
+  t.same([...c.config!.services.keys()].sort(), ['demo/api', 'demo/db', 'demo/web']);
+});
+
+t.test('snapshots and deltas sent back to back are applied one at a time, in order, and answered in order', async (t) => {
+  const answers: Record<string, unknown>[] = [];
+  const ctl = await fakeController(t, (ws) => {
+    void next(ws).then(() => {
+      ws.on('message', (d) => answers.push(JSON.parse((d as Buffer).toString('utf8')) as Record<string, unknown>));
+      ws.send(JSON.stringify({ type: 'snapshot', version: 1, nonce: 'n1', mesh, resources: { services: [svc('web', '10.96.0.1')] } }));
+      ws.send(JSON.stringify({ type: 'delta', version: 2, nonce: 'n2', upserts: { services: [svc('api', '10.96.0.2')] }, removes: {} }));
+    });
+  });
+  let active = 0;
+  let overlapped = false;
+  const prevs: (number | undefined)[] = [];
+  let release!: () => void;
+  const firstHeld = new Promise<void>((r) => { release = r; });
+  let entered!: () => void;
+  const inFirst = new Promise<void>((r) => { entered = r; });
+  const c = new PushClient({
+    url: ctl.url, token: 'x', proxy: { kind: 'node-agent', node: 'node-1' }, caPems: [ctl.ca], log: quiet,
+    onConfig: async (cfg: ProxyConfig, prev) => {
+      overlapped ||= active > 0;
+      active++;
+      prevs.push(prev?.version);
+      if (cfg.version === 1) { entered(); await firstHeld; }
+      active--;
+    },
+  });
+  t.teardown(() => c.close());
+  c.start();
+  await inFirst;
+  t.same(answers, [], 'nothing answered while the first config is being applied');
+  release();
+  await new Promise<void>((resolve) => { const tick = (): void => void (answers.length >= 2 ? resolve() : setTimeout(tick, 5)); tick(); });
+  t.notOk(overlapped, 'onConfig calls never overlap');
+  t.same(prevs, [undefined, 1], 'the delta was applied on top of the snapshot');
+  t.same(answers.map((a) => [a['type'], a['version']]), [['ack', 1], ['ack', 2]]);
+});
+
+t.test('a mesh config whose trust bundle cannot be loaded is NACKed as a whole; the previous mesh stays, everything else and later pushes apply', async (t) => {
+  const bad = { ...mesh, trustBundle: [mesh.trustBundle[0]!, 'garbage'] };
+  const h = await scripted(t, [
+    { type: 'snapshot', version: 1, nonce: 'n1', mesh, resources: {} },
+    { type: 'delta', version: 2, nonce: 'n2', mesh: bad, upserts: { services: [svc('web', '10.96.0.1')] }, removes: {} },
+    { type: 'delta', version: 3, nonce: 'n3', upserts: { services: [svc('api', '10.96.0.2')] }, removes: {} },
+  ]);
+  const meshes: string[][] = [];
+  const c = new PushClient({
+    url: h.ctl.url, token: 'x', proxy: { kind: 'node-agent', node: 'node-1' }, caPems: [h.ctl.ca], log: quiet,
+    onConfig: (cfg) => { meshes.push([...cfg.mesh.trustBundle]); },
+  });
+  t.teardown(() => c.close());
+  c.start();
+  await h.finished;
+  t.match(h.answers[1], { type: 'nack', version: 2, rejected: [{ type: 'mesh', key: 'trustBundle', reason: /entry 1 is not a PEM certificate/ }] });
+  t.same(h.answers[2], { type: 'ack', version: 3, nonce: 'n3' }, 'a later push applies');
+  t.same(meshes, [mesh.trustBundle, mesh.trustBundle, mesh.trustBundle], 'the proxy was never handed the bad bundle');
+  t.same([...c.config!.services.keys()].sort(), ['demo/api', 'demo/web'], 'the rest of the NACKed delta applied');
+});
+
+t.test('a first snapshot whose trust bundle is not a CA is NACKed and nothing is served from it', async (t) => {
+  const leafLike = { ...mesh, trustBundle: ['-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n'] };
+  const h = await scripted(t, [
+    { type: 'snapshot', version: 1, nonce: 'n1', mesh: leafLike, resources: { services: [svc('web', '10.96.0.1')] } },
+    { type: 'snapshot', version: 2, nonce: 'n2', mesh, resources: { services: [svc('web', '10.96.0.1')] } },
+  ]);
+  const versions: number[] = [];
+  const c = new PushClient({
+    url: h.ctl.url, token: 'x', proxy: { kind: 'node-agent', node: 'node-1' }, caPems: [h.ctl.ca], log: quiet,
+    onConfig: (cfg) => { versions.push(cfg.version); },
+  });
+  t.teardown(() => c.close());
+  c.start();
+  t.equal((await c.ready()).version, 2, 'ready only with a config it can serve');
+  await h.finished;
+  t.match(h.answers[0], { type: 'nack', version: 1, rejected: [{ type: 'mesh', key: 'trustBundle' }] });
+  t.same(h.answers[1], { type: 'ack', version: 2, nonce: 'n2' });
+  t.same(versions, [2]);
+});
+
+t.test('onConfig that throws refuses the whole config: NACKed, the previous config kept, the next one still applied', async (t) => {
+  const h = await scripted(t, [
+    { type: 'snapshot', version: 1, nonce: 'n1', mesh, resources: { services: [svc('web', '10.96.0.1')] } },
+    { type: 'delta', version: 2, nonce: 'n2', upserts: { services: [svc('api', '10.96.0.2')] }, removes: { services: ['demo/web'] } },
+    { type: 'delta', version: 3, nonce: 'n3', upserts: { services: [svc('db', '10.96.0.3')] }, removes: {} },
+  ]);
+  const c = new PushClient({
+    url: h.ctl.url, token: 'x', proxy: { kind: 'node-agent', node: 'node-1' }, caPems: [h.ctl.ca], log: quiet,
+    onConfig: (cfg) => { if (cfg.version === 2) throw new Error('index failed'); },
+  });
+  t.teardown(() => c.close());
+  c.start();
+  await h.finished;
+  t.match(h.answers[1], { type: 'nack', version: 2, rejected: [{ type: 'config', key: '*', reason: /index failed/ }] });
+  t.same(h.answers[2], { type: 'ack', version: 3, nonce: 'n3' });
+  t.same([...c.config!.services.keys()].sort(), ['demo/db', 'demo/web'], 'v2 refused as a whole (web kept, api never taken), v3 applied on top');
 });

@@ -28,7 +28,7 @@ function wl(name: string, ip: string): Workload {
 
 function view(workloads: Record<string, unknown>): ProxyView {
   return {
-    mesh: { trustDomain: 'cluster.local', trustBundle: ['ROOT'], rootNamespace: 'rondo-system' },
+    mesh: { trustDomain: 'cluster.local', trustBundle: [selfSignedLocalhost().certPem], rootNamespace: 'rondo-system' },
     resources: {
       workloads: new Map(Object.entries(workloads)),
       services: new Map(), authorizationPolicies: new Map(), peerAuthentications: new Map(), l7: new Map(),
