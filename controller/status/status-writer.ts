@@ -6,6 +6,8 @@
 import { CustomObjectsApi, setHeaderOptions } from '@kubernetes/client-node';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../../common/log.ts';
+import { realClock } from '../../common/clock.ts';
+import type { Clock, TimerHandle } from '../../common/clock.ts';
 import { errorMessage } from '../../common/errors.ts';
 import type { StoreReader } from '../store.ts';
 import type { InvalidResource } from '../model/labels.ts';
@@ -47,13 +49,15 @@ export class KubernetesStatusWriter implements StatusWriter {
   #closed = false;
   readonly #retryMs: { initial: number; max: number };
   #retryDelay: number;
-  #retryTimer: NodeJS.Timeout | undefined;
+  #retryTimer: TimerHandle | undefined;
+  readonly #clock: Clock;
 
-  /** `retryMs`: pacing of retries after failed writes when no new build comes (default 1 s doubling to 60 s). */
-  constructor(o: { patch: PatchStatusFn; log: Logger; now?: () => Date; onWrite?: (p: StatusPatch, ok: boolean) => void; retryMs?: { initial: number; max: number } }) {
+  /** `retryMs`: pacing of retries after failed writes when no new build comes (default 1 s doubling to 60 s); `clock`: its timer. */
+  constructor(o: { patch: PatchStatusFn; log: Logger; now?: () => Date; onWrite?: (p: StatusPatch, ok: boolean) => void; retryMs?: { initial: number; max: number }; clock?: Clock }) {
+    this.#clock = o.clock ?? realClock;
     this.#patch = o.patch;
     this.#log = o.log;
-    this.#now = o.now ?? (() => new Date());
+    this.#now = o.now ?? (() => new Date(this.#clock.now()));
     this.#onWrite = o.onWrite;
     this.#retryMs = o.retryMs ?? { initial: 1000, max: 60_000 };
     this.#retryDelay = this.#retryMs.initial;
@@ -67,16 +71,16 @@ export class KubernetesStatusWriter implements StatusWriter {
 
   async close(): Promise<void> {
     this.#closed = true;
-    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    this.#clock.clearTimeout(this.#retryTimer);
     await this.#running;
   }
 
   /** Tries again later even if no new build comes (a new build replaces the pending retry). */
   #scheduleRetry(store: StoreReader, invalid: readonly InvalidResource[]): void {
-    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    this.#clock.clearTimeout(this.#retryTimer);
     const delay = this.#retryDelay;
     this.#retryDelay = Math.min(this.#retryMs.max, delay * 2);
-    this.#retryTimer = setTimeout(() => {
+    this.#retryTimer = this.#clock.setTimeout(() => {
       this.#retryTimer = undefined;
       // Only if nothing newer is queued: a newer build carries its own plan.
       if (this.#latest === undefined) this.update(store, invalid);

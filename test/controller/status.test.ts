@@ -17,6 +17,10 @@ import { createLogger } from '../../common/log.ts';
 import { PushClient } from '../../common/push-client.ts';
 import type { KubeObject } from '../../controller/sources/types.ts';
 import { KubeApiDouble } from '../helpers/kube-api-double.ts';
+import { ManualClock } from '../../common/clock.ts';
+import type { Clock } from '../../common/clock.ts';
+import type { StatusWriter } from '../../controller/status/status-writer.ts';
+import type { StoreReader } from '../../controller/store.ts';
 
 const quiet = createLogger('test', { write: () => true }, 'error');
 const NOW = new Date('2026-11-25T10:00:00Z');
@@ -61,21 +65,44 @@ t.test('plan: a route gets one entry per parentRef under our controllerName; oth
   t.end();
 });
 
-async function controllerOnDouble(t: Test, retryMs = { initial: 60_000, max: 60_000 }) {
+async function controllerOnDouble(t: Test, retryMs = { initial: 60_000, max: 60_000 }, clock?: Clock) {
   const api = await KubeApiDouble.create();
   t.teardown(() => api.close());
   const dir = mkdtempSync(join(tmpdir(), 'rondo-status-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const ca = await CertificateAuthority.loadOrCreate({ dir, trustDomain: 'cluster.local', ttlSeconds: 3600 });
   const metrics = createControllerMetrics();
-  const status = new KubernetesStatusWriter({ patch: kubernetesPatcher(api.kubeConfig()), log: quiet, retryMs, onWrite: (_p, ok) => metrics.statusWrites.inc({ result: ok ? 'ok' : 'error' }) });
+  // Every patch the writer starts (by name), and every write it finished, as events to await.
+  const patched: string[] = [];
+  const real = kubernetesPatcher(api.kubeConfig());
+  let finished = 0;
+  let waiters: (() => void)[] = [];
+  const writes = (n: number): Promise<void> => new Promise((resolve) => {
+    const check = (): void => { if (finished >= n) resolve(); else waiters.push(check); };
+    check();
+  });
+  const writer = new KubernetesStatusWriter({
+    patch: (p) => { patched.push(p.name); return real(p); }, log: quiet, retryMs, ...(clock !== undefined ? { clock } : {}),
+    onWrite: (_p, ok) => {
+      metrics.statusWrites.inc({ result: ok ? 'ok' : 'error' });
+      finished++;
+      const ws = waiters;
+      waiters = [];
+      for (const w of ws) w();
+    },
+  });
+  const hooks: { onUpdate?: (store: StoreReader) => void } = {};
+  const status: StatusWriter = {
+    update: (store, invalid) => { writer.update(store, invalid); hooks.onUpdate?.(store); },
+    close: () => writer.close(),
+  };
   const ctl = await Controller.create({
     listen: '127.0.0.1', pushPort: 0, metricsPort: 0, trustDomain: 'cluster.local', debounceMs: 5,
     authenticator: new TokenFileAuthenticator({}), ca, log: quiet, metrics, status,
     sources: (sink) => [new KubernetesSource({ kubeConfig: api.kubeConfig(), sink, log: quiet, registry: metrics.registry, backoff: { initialMs: 10, maxMs: 20 }, healthyWatchMs: 60_000 })],
   });
   t.teardown(() => ctl.close());
-  return { api, ctl, metrics };
+  return { api, ctl, metrics, patched, writes, hooks };
 }
 
 async function until(pred: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
@@ -91,7 +118,7 @@ const accepted = (o: Record<string, unknown> | undefined): Cond | undefined =>
   ((o?.['status'] as { conditions?: Cond[] } | undefined)?.conditions ?? []).find((c) => c.type === 'Accepted');
 
 t.test('against the API double: an invalid policy gets Accepted=False once, flips to True when fixed, valid ones are untouched', async (t) => {
-  const { api, ctl, metrics } = await controllerOnDouble(t);
+  const { api, metrics, patched, writes, hooks } = await controllerOnDouble(t);
   api.apply({ kind: 'AuthorizationPolicy', metadata: { name: 'good', namespace: 'demo' }, spec: { action: 'ALLOW', rules: [] } });
   api.apply({ kind: 'AuthorizationPolicy', metadata: { name: 'bad', namespace: 'demo' }, spec: { action: 'ALOW', rules: [] } });
   await until(() => accepted(api.get('AuthorizationPolicy', 'demo', 'bad'))?.status === 'False');
@@ -101,11 +128,17 @@ t.test('against the API double: an invalid policy gets Accepted=False once, flip
   t.equal(patch?.path, '/apis/security.rondo.dev/v1alpha1/namespaces/demo/authorizationpolicies/bad/status');
   t.equal(patch?.contentType, 'application/merge-patch+json');
   // The write comes back through the watch and triggers another build: it must not write again.
-  const v = ctl.version;
+  // Once the first write finished the writer is idle, and it plans a build's writes within
+  // update() itself, so by the time the build that saw the unrelated change reached it, any
+  // write it wanted has been started.
+  await writes(1);
+  const sawOther = new Promise<void>((resolve) => {
+    hooks.onUpdate = (store) => { if (store.get('Namespace', undefined, 'other') !== undefined) resolve(); };
+  });
   api.apply({ kind: 'Namespace', metadata: { name: 'other' } }); // an unrelated change: one more build
-  await until(() => ctl.version > v);
-  await new Promise((r) => setTimeout(r, 50));
-  t.same(api.statusPatches.map((p) => p.name), ['bad'], 'one write; nothing for the valid policy, no storm');
+  await sawOther;
+  t.same(patched, ['bad'], 'one write; nothing for the valid policy, no storm');
+  t.same(api.statusPatches.map((p) => p.name), ['bad']);
 
   api.apply({ kind: 'AuthorizationPolicy', metadata: { name: 'bad', namespace: 'demo' }, spec: { action: 'DENY', rules: [] } });
   await until(() => accepted(api.get('AuthorizationPolicy', 'demo', 'bad'))?.status === 'True');
@@ -128,11 +161,24 @@ t.test('a refused status write (RBAC) is counted and retried on the next change'
   t.pass('written after the next build');
 });
 
-t.test('a refused status write is retried after a delay even when nothing else changes', async (t) => {
-  const { api, metrics } = await controllerOnDouble(t, { initial: 20, max: 40 });
+t.test('a refused status write is retried after a doubling delay even when nothing else changes', async (t) => {
+  const clock = new ManualClock();
+  const { api, metrics, patched, writes } = await controllerOnDouble(t, { initial: 20, max: 40 }, clock);
   api.failNextStatusPatch(503, 503);
   api.apply({ kind: 'PeerAuthentication', metadata: { name: 'pa', namespace: 'demo' }, spec: { mode: 'STRCT' } });
-  await until(() => accepted(api.get('PeerAuthentication', 'demo', 'pa'))?.status === 'False');
+  await writes(1);
+  t.same(clock.pending().map((p) => p.delayMs), [20], 'first failure: retry in 20 ms');
+  // advanceAsync: the failed write's bookkeeping finishes (one turn) before the retry fires.
+  await clock.advanceAsync(19);
+  t.same(patched, ['pa'], 'not before the delay');
+  await clock.advanceAsync(1);
+  t.same(patched, ['pa', 'pa'], 'retried at 20 ms');
+  await writes(2);
+  t.same(clock.pending().map((p) => p.delayMs), [40], 'second failure: the delay doubled');
+  await clock.advanceAsync(40);
+  await writes(3);
+  t.equal(accepted(api.get('PeerAuthentication', 'demo', 'pa'))?.status, 'False', 'the third try was written');
+  t.same(clock.pending(), [], 'no retry after a success');
   t.match(await metrics.registry.metrics(), /status_writes_total\{result="error"\} 2/, 'two failures, then the timer retry succeeded');
 });
 
