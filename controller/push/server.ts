@@ -17,6 +17,8 @@ import { inflateSync } from 'node:zlib';
 import { COMPRESS_MIN_BYTES, FRAME_ENCODING, FRAME_ENCODING_HEADER, ProxyMessage, PUSH_PATH, deflateMessage, describeZodError } from '../../common/wire.ts';
 import type { ProxyIdentity } from '../../common/wire.ts';
 import type { Logger } from '../../common/log.ts';
+import { realClock } from '../../common/clock.ts';
+import type { Clock, TimerHandle } from '../../common/clock.ts';
 import { RondoError, errorMessage } from '../../common/errors.ts';
 import { proxyKey } from './auth.ts';
 import type { Authenticator } from './auth.ts';
@@ -43,6 +45,8 @@ export interface PushServerOptions {
   log: Logger;
   metrics: ControllerMetrics;
   now?: () => number;
+  /** Hello deadline, ping and shutdown timers (default the real clock; `now` defaults to it too). */
+  clock?: Clock;
   /** Distinguishes this controller process in nonces (random by default). */
   instanceId?: string;
   /** Time a proxy has to send its Hello (default 10 s). */
@@ -126,13 +130,16 @@ export class PushServer {
   readonly #snapshotQueue = new Set<Conn>();
   #snapshotCache = new Map<ProxyView, Encoded>();
   #deltaCache = new Map<ProxyView, Map<ProxyView, Encoded | null>>();
-  #ping: NodeJS.Timeout | undefined;
+  readonly #clock: Clock;
+  #ping: TimerHandle | undefined;
   #closing: Promise<void> | undefined;
 
   private constructor(o: PushServerOptions, server: https.Server) {
     this.#o = o;
     this.#https = server;
-    this.#now = o.now ?? Date.now;
+    this.#clock = o.clock ?? realClock;
+    const clock = this.#clock;
+    this.#now = o.now ?? (() => clock.now());
     this.#instance = o.instanceId ?? randomBytes(4).toString('hex');
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: MAX_PROXY_MESSAGE_BYTES });
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -141,7 +148,7 @@ export class PushServer {
     server.on('request', (_req, res) => {
       res.writeHead(404, { 'content-type': 'text/plain' }).end(`push endpoint is a WebSocket at ${PUSH_PATH}\n`);
     });
-    this.#ping = setInterval(() => this.#heartbeat(), o.pingIntervalMs ?? 20_000);
+    this.#ping = this.#clock.setInterval(() => this.#heartbeat(), o.pingIntervalMs ?? 20_000);
     this.#ping.unref();
   }
 
@@ -212,15 +219,15 @@ export class PushServer {
   /** Closes every connection and the listener; idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      if (this.#ping !== undefined) clearInterval(this.#ping);
+      this.#clock.clearInterval(this.#ping);
       for (const c of this.#conns) c.ws.close(1001, 'controller shutting down');
-      const deadline = setTimeout(() => { for (const c of this.#conns) c.ws.terminate(); }, 1000);
+      const deadline = this.#clock.setTimeout(() => { for (const c of this.#conns) c.ws.terminate(); }, 1000);
       await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
       await new Promise<void>((resolve) => {
         this.#https.close(() => resolve());
         this.#https.closeAllConnections();
       });
-      clearTimeout(deadline);
+      this.#clock.clearTimeout(deadline);
     })();
     return this.#closing;
   }
@@ -259,7 +266,7 @@ export class PushServer {
     };
     this.#conns.add(c);
     const log = this.#o.log;
-    const helloTimer = setTimeout(() => {
+    const helloTimer = this.#clock.setTimeout(() => {
       if (!c.helloed) this.#refuse(c, 'invalid', 'no hello within the timeout');
     }, this.#o.helloTimeoutMs ?? 10_000);
     ws.on('pong', () => { c.alive = true; });
@@ -274,7 +281,7 @@ export class PushServer {
       log.warn('push connection error', { proxy: c.key, remote, err });
     });
     ws.on('close', (code, reason) => {
-      clearTimeout(helloTimer);
+      this.#clock.clearTimeout(helloTimer);
       this.#conns.delete(c);
       this.#snapshotDone(c);
       if (c.helloed) this.#o.metrics.connectedProxies.dec({ kind: proxy.kind });

@@ -11,6 +11,13 @@ import type { ProxyConfig } from '../../common/proxy-config.ts';
 import type { ProxyIdentity, Workload } from '../../common/wire.ts';
 import { PUSH_PATH } from '../../common/wire.ts';
 import { selfSignedLocalhost } from './fixtures/tls.ts';
+import { ManualClock } from '../../common/clock.ts';
+import type { Clock } from '../../common/clock.ts';
+import type { ControllerMetrics } from '../../controller/metrics.ts';
+
+async function pushCounts(m: ControllerMetrics): Promise<[string | number | undefined, number][]> {
+  return (await m.pushes.get()).values.map((v): [string | number | undefined, number] => [v.labels['type'], v.value]).sort();
+}
 
 const quiet = createLogger('test', { write: () => true }, 'error');
 const TOKEN = 'node-1-token-0123456789';
@@ -38,7 +45,7 @@ function view(workloads: Record<string, unknown>): ProxyView {
 
 type Signer = (proxy: ProxyIdentity, identity: string, csr: string) => Promise<string[]>;
 
-async function setup(t: Test, initial: ProxyView, signCsr?: Signer, extra: { maxConcurrentSnapshots?: number } = {}) {
+async function setup(t: Test, initial: ProxyView, signCsr?: Signer, extra: { maxConcurrentSnapshots?: number; clock?: Clock; helloTimeoutMs?: number; pingIntervalMs?: number } = {}) {
   const tls = selfSignedLocalhost();
   const metrics = createControllerMetrics();
   let current = initial;
@@ -59,8 +66,8 @@ async function setup(t: Test, initial: ProxyView, signCsr?: Signer, extra: { max
     t.teardown(() => c.close());
     return c;
   };
-  const raw = (token = TOKEN): Promise<WebSocket> => new Promise((resolve, reject) => {
-    const ws = new WebSocket(url + PUSH_PATH, { ca: [tls.certPem], headers: { authorization: `Bearer ${token}` } });
+  const raw = (token = TOKEN, o: { autoPong?: boolean } = {}): Promise<WebSocket> => new Promise((resolve, reject) => {
+    const ws = new WebSocket(url + PUSH_PATH, { ca: [tls.certPem], headers: { authorization: `Bearer ${token}` }, ...o });
     t.teardown(() => ws.terminate());
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
@@ -86,16 +93,13 @@ function inbox(ws: WebSocket) {
   };
 }
 
-function waitFor(pred: () => boolean, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const start = Date.now();
-    const tick = (): void => {
-      if (pred()) return resolve();
-      if (Date.now() - start > 5000) return reject(new Error(`timed out waiting for ${what}`));
-      setTimeout(tick, 5);
-    };
-    tick();
-  });
+/** Polls for a state the server reaches on a socket event (fails after 5 s: a hang, not an assertion). */
+async function waitFor(pred: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  const start = Date.now();
+  while (!(await pred())) {
+    if (Date.now() - start > 5000) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
 
 t.test('snapshot first, then deltas; proxy view follows and ACKs are recorded', async (t) => {
@@ -133,11 +137,7 @@ t.test('a bad resource is NACKed alone and the rest applies', async (t) => {
   const cfg = await c.ready();
   t.ok(cfg.workloads.has('uid-a'), 'good workload served');
   t.notOk(cfg.workloads.has('uid-bad'), 'bad workload left out');
-  let nackCount = 0;
-  for (let i = 0; i < 500 && nackCount === 0; i++) {
-    nackCount = (await h.metrics.nacks.get()).values[0]?.value ?? 0;
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await waitFor(async () => ((await h.metrics.nacks.get()).values[0]?.value ?? 0) > 0, 'the NACK to be counted');
   t.match((await h.metrics.nacks.get()).values[0], { labels: { type: 'workloads' }, value: 1 }, 'controller counted the NACK');
   t.equal(h.server.proxies()[0]?.ackedVersion, null, 'a NACKed version is not acked');
 });
@@ -279,11 +279,11 @@ t.test('snapshots after a restart are paced: at most maxConcurrentSnapshots in f
   b.send(JSON.stringify({ type: 'hello', proxy: { kind: 'node-agent', node: 'node-2' } }));
   await waitFor(() => h.server.connectedCount === 2, 'both connected');
   h.publish(view({ 'uid-a': wl('a', '10.244.1.3') }));
-  await new Promise((r) => setTimeout(r, 30));
-  t.equal(boxB.pending(), 0, 'second proxy waits while the first snapshot is unanswered');
+  // Sends happen inside publish() and the hello handler: counting them needs no waiting.
+  t.same(await pushCounts(h.metrics), [['snapshot', 1]], 'second proxy waits while the first snapshot is unanswered');
   a.send(JSON.stringify({ type: 'ack', version: snapA['version'], nonce: snapA['nonce'] }));
   const snapB = await boxB.next();
-  t.match(snapB, { type: 'snapshot', version: 2 }, 'then gets the latest version');
+  t.match(snapB, { type: 'snapshot', version: 2 }, 'then gets the latest version, as its first message (nothing was sent to it before)');
   t.match(await boxA.next(), { type: 'delta', version: 2 });
 });
 
@@ -317,4 +317,48 @@ t.test('a big snapshot goes to every proxy as one shared deflated binary frame; 
   const f = await frame;
   t.equal(f.isBinary, false, 'text frame for a proxy without x-rondo-frame-encoding');
   t.equal(Object.keys((JSON.parse(f.text) as { resources: { workloads: unknown[] } }).resources.workloads).length, 400);
+});
+
+t.test('a proxy that never says hello is closed at the hello deadline, on the server\'s clock', async (t) => {
+  const clock = new ManualClock();
+  const h = await setup(t, view({}), undefined, { clock, helloTimeoutMs: 5000 });
+  const ws = await h.raw();
+  const closed = new Promise<[number, string]>((r) => ws.once('close', (code, reason) => r([code, reason.toString()])));
+  t.same(clock.pending().map((p) => [p.delayMs, p.repeat]), [[20_000, true], [5000, false]], 'the ping interval and this connection\'s hello deadline');
+  clock.advance(4999);
+  t.equal(ws.readyState, WebSocket.OPEN, 'still open just before the deadline');
+  t.match((await h.metrics.invalidMessages.get()).values, [], 'nothing counted yet');
+  clock.advance(1);
+  const [code, reason] = await closed;
+  t.equal(code, 1008);
+  t.match(reason, /no hello within the timeout/);
+  t.match((await h.metrics.invalidMessages.get()).values, [{ labels: { reason: 'invalid' }, value: 1 }]);
+});
+
+t.test('a proxy that stops answering pings is terminated at the next ping; one that answers stays', async (t) => {
+  const clock = new ManualClock();
+  const h = await setup(t, view({}), undefined, { clock, pingIntervalMs: 1000 });
+  h.publish(view({}));
+  const live = await h.raw();
+  const dead = await h.raw('node-2-token-0123456789', { autoPong: false });
+  const liveBox = inbox(live);
+  const deadBox = inbox(dead);
+  live.send(JSON.stringify({ type: 'hello', proxy: { kind: 'node-agent', node: 'node-1' } }));
+  dead.send(JSON.stringify({ type: 'hello', proxy: { kind: 'node-agent', node: 'node-2' } }));
+  await liveBox.next();
+  await deadBox.next(); // both helloed: the server has handled every frame they sent
+  t.same(clock.pending().filter((p) => p.repeat), [{ delayMs: 1000, dueInMs: 1000, repeat: true, refed: false }], 'one unref’d ping interval');
+  const pinged = (ws: WebSocket): Promise<void> => new Promise((r) => ws.once('ping', () => r()));
+  const roundTrip = (ws: WebSocket): Promise<void> => new Promise((r) => { ws.once('pong', () => r()); ws.ping(); });
+  const [livePing, deadPing] = [pinged(live), pinged(dead)];
+  clock.advance(1000);
+  await livePing;
+  await deadPing;
+  // The live side answered the ping when it arrived; our own ping's pong proves the server read that answer.
+  await roundTrip(live);
+  const deadClosed = new Promise<number>((r) => dead.once('close', (code) => r(code)));
+  clock.advance(1000);
+  t.equal(await deadClosed, 1006, 'terminated without a closing handshake');
+  await roundTrip(live);
+  t.equal(live.readyState, WebSocket.OPEN, 'the proxy that answered is kept');
 });
