@@ -88,6 +88,7 @@ export class PushClient {
   #lastSeen = 0;
   #idleTimer: NodeJS.Timeout | undefined;
   #readyWaiters: ((c: ProxyConfig) => void)[] = [];
+  #rejected: readonly Rejection[] = [];
   /** Tail of the apply queue (never rejects): snapshots and deltas are applied one by one. */
   #applying: Promise<void> = Promise.resolve();
   readonly #pending = new Map<string, PendingSign>();
@@ -181,6 +182,11 @@ export class PushClient {
   /** The last good configuration (kept while the controller is away). */
   get config(): ProxyConfig | undefined {
     return this.#config;
+  }
+
+  /** What the last snapshot or delta had refused (by validation or by onConfig); empty when it all applied. */
+  get rejected(): readonly Rejection[] {
+    return this.#rejected;
   }
 
   /** Resolves with the first configuration received. */
@@ -333,6 +339,7 @@ export class PushClient {
       this.#metrics.applied.inc({ type: msg.type });
     }
     this.#backoff.reset();
+    this.#rejected = rejected;
     if (rejected.length > 0) {
       this.#metrics.nacks.inc(rejected.length);
       this.#o.log.warn('rejected pushed resources', { version: msg.version, rejected: rejected.slice(0, 20) });

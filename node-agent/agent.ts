@@ -13,7 +13,9 @@ import { AggregatorRegistry } from 'prom-client';
 import type { Logger } from '../common/log.ts';
 import { RondoError, errorMessage } from '../common/errors.ts';
 import type { ProxyConfig } from '../common/proxy-config.ts';
-import { PushClient } from '../common/push-client.ts';
+import { PushClient, keptConfig } from '../common/push-client.ts';
+import { REJECTED } from '../common/wire.ts';
+import type { Rejection } from '../common/wire.ts';
 import { CertManager } from '../common/cert-manager.ts';
 import { splitPem } from '../common/pki.ts';
 import { AgentState } from './state.ts';
@@ -76,7 +78,8 @@ export class Agent {
   #local: DataPlane | undefined;
   #state: AgentState | undefined;
   #ready: Readiness = { config: false, capture: false, certs: false, workers: false, draining: false };
-  #apply: Promise<void> = Promise.resolve();
+  /** Capture and certificate work after each applied config, one at a time (never rejects). */
+  #follow: Promise<void> = Promise.resolve();
   #reqId = 1;
   #closing: Promise<void> | undefined;
   #done!: () => void;
@@ -93,7 +96,7 @@ export class Agent {
       caPems,
       log: o.log.child('push'),
       registry: this.#metrics.registry,
-      onConfig: (cfg) => { this.#apply = this.#apply.then(() => this.#onConfig(cfg)); },
+      onConfig: (cfg, prev, kind) => this.#onConfig(cfg, prev, kind),
     });
     this.#certs = new CertManager({ sign: (id, csr) => this.#push.sign(id, csr), log: o.log.child('certs'), registry: this.#metrics.registry });
     this.#certs.on('rotated', () => this.#broadcastCerts());
@@ -177,13 +180,13 @@ export class Agent {
       host: this.#o.host ?? '0.0.0.0', port: this.#o.metricsPort ?? PORTS.proxyHealth, log, what: `metrics/health (${PORTS.proxyHealth})`,
       routes: {
         '/metrics': async () => ({ status: 200, type: this.#metrics.registry.contentType, body: await this.#metricsText() }),
-        '/healthz/ready': () => Promise.resolve(json({ ready: this.ready, ...this.#ready }, this.ready ? 200 : 503)),
+        '/healthz/ready': () => Promise.resolve(json({ ready: this.ready, ...this.#ready, rejected: this.#push.rejected }, this.ready ? 200 : 503)),
       },
     }));
     this.#servers.push(await serveRoutes({
       host: '127.0.0.1', port: this.#o.adminPort ?? PORTS.proxyAdmin, log, what: `admin (${PORTS.proxyAdmin})`,
       routes: {
-        '/config_dump': () => Promise.resolve(json({ version: this.#state?.config.version, problems: this.#state?.problems, config: this.#state?.config })),
+        '/config_dump': () => Promise.resolve(json({ version: this.#state?.config.version, problems: this.#state?.problems, rejected: this.#push.rejected, config: this.#state?.config })),
         '/certs': () => Promise.resolve(json(this.#certs.identities().map((id) => {
           const c = this.#certs.get(id);
           return { identity: id, notAfter: c?.notAfter.toISOString(), expiresInSeconds: c === undefined ? undefined : Math.round((c.notAfter.getTime() - Date.now()) / 1000) };
@@ -240,22 +243,60 @@ export class Agent {
     });
   }
 
-  async #onConfig(cfg: ProxyConfig): Promise<void> {
+  /**
+   * Applies one pushed config, or refuses it (or its trust bundle) with a reason while the
+   * previous one keeps serving: everything that can fail is checked before anything
+   * changes. Returns what was refused; the push client NACKs it after this returns. Capture
+   * rules and certificates follow in the background (the ACK must not wait for CSRs).
+   */
+  #onConfig(cfg: ProxyConfig, prev: ProxyConfig | undefined, kind: 'snapshot' | 'delta'): Rejection[] {
+    const rejected: Rejection[] = [];
+    let use = cfg;
     let state: AgentState;
     try {
-      state = AgentState.build(cfg, this.#o.node);
+      state = AgentState.build(use, this.#o.node);
     } catch (e) {
-      this.#log.error('cannot index config; keeping the previous one', { version: cfg.version, error: e });
-      return;
+      return this.#refused(cfg, [{ type: REJECTED.config, key: '*', reason: `cannot index the config: ${errorMessage(e)}` }]);
+    }
+    try {
+      // Checks every root before it replaces the bundle: a throw leaves the old one in force.
+      this.#certs.setTrustBundle([...cfg.mesh.trustBundle]);
+    } catch (e) {
+      rejected.push({ type: REJECTED.mesh, key: 'trustBundle', reason: `cannot load the trust bundle: ${errorMessage(e)}` });
+      const kept = keptConfig(cfg, prev, rejected, kind);
+      // No earlier mesh settings to fall back on: nothing of this config can serve.
+      if (kept === undefined) return this.#refused(cfg, rejected);
+      use = kept;
+      state = AgentState.build(use, this.#o.node);
     }
     for (const p of state.problems) this.#log.warn('config problem', { ...p });
+    // Not ready while switching: if anything below throws, readiness says so until a later
+    // config applies in full.
+    this.#ready.config = false;
     this.#state = state;
-    this.#metrics.configApplied(cfg.version);
-    this.#certs.setTrustBundle([...cfg.mesh.trustBundle]);
     this.#local?.setState(state);
-    for (const w of this.#workers.values()) if (!w.isDead()) w.send({ type: 'config', config: cfg } satisfies ToWorker);
+    for (const w of this.#workers.values()) {
+      if (w.isDead()) continue;
+      // A worker whose channel just closed is restarted and then sent the current state.
+      try { w.send({ type: 'config', config: use } satisfies ToWorker); } catch (e) { this.#log.warn('config not sent to a dying worker', { worker: w.id, error: e }); }
+    }
+    this.#metrics.configApplied(use.version);
     this.#ready.config = true;
+    if (rejected.length > 0) this.#log.warn('config applied without what the agent refused', { version: cfg.version, rejected });
+    this.#follow = this.#follow.then(() => this.#reconcile(state)).catch((e: unknown) => {
+      this.#log.error('capture/certificate reconcile failed', { version: use.version, error: e instanceof Error ? e : errorMessage(e) });
+    });
+    return rejected;
+  }
 
+  #refused(cfg: ProxyConfig, rejected: Rejection[]): Rejection[] {
+    this.#log.error('config refused; keeping the previous one', { version: cfg.version, kept: this.#state?.config.version, rejected });
+    return rejected;
+  }
+
+  /** Capture rules and workload certificates for `state`, unless a newer config came meanwhile. */
+  async #reconcile(state: AgentState): Promise<void> {
+    if (this.#state !== state || this.#closing !== undefined) return;
     const local = state.localWorkloads().filter((w) => w.enrolled);
     const ids = new Set(local.map((w) => w.identity));
     this.#certs.retain(ids);
