@@ -8,6 +8,8 @@ import net from 'node:net';
 import type tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../common/log.ts';
+import { realClock } from '../common/clock.ts';
+import type { Clock } from '../common/clock.ts';
 import { RondoError, errorMessage } from '../common/errors.ts';
 import { PORTS } from '../common/ports.ts';
 import { stripV4Mapped } from '../common/ip.ts';
@@ -51,6 +53,8 @@ export interface DataPlaneOptions {
   connectTimeoutMs?: number;
   /** HBONE session idle close (default 60 s). */
   poolIdleMs?: number;
+  /** Drain deadline and pool idle timers (default the real clock). */
+  clock?: Clock;
 }
 
 /** One open connection, for the admin page. */
@@ -132,7 +136,7 @@ export class DataPlane {
     this.#o = o;
     this.#log = o.log;
     this.#m = o.metrics;
-    this.#pool = new HboneClientPool({ log: o.log.child('hbone-client'), idleTimeoutMs: o.poolIdleMs ?? 60_000 });
+    this.#pool = new HboneClientPool({ log: o.log.child('hbone-client'), idleTimeoutMs: o.poolIdleMs ?? 60_000, clock: o.clock ?? realClock });
   }
 
   /** Binds 15001, 15006 and 15008 (fails loudly on any of them). */
@@ -199,8 +203,9 @@ export class DataPlane {
       this.#outbound.close();
       this.#inbound.close();
       const hbone = this.#hbone.close(deadlineMs);
-      const deadline = Date.now() + deadlineMs;
-      while (this.#open.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const clock = this.#o.clock ?? realClock;
+      const deadline = clock.now() + deadlineMs;
+      while (this.#open.size > 0 && clock.now() < deadline) await new Promise<void>((r) => clock.setTimeout(r, 50));
       for (const t of this.#open.values()) for (const s of t.sockets) s.destroy();
       await Promise.all([hbone, this.#pool.close(0)]);
     })();

@@ -12,6 +12,7 @@ import { DataPlane } from '../../node-agent/dataplane.ts';
 import type { DataPlaneCert } from '../../node-agent/dataplane.ts';
 import type { AccessLogRecord } from '../../node-agent/access-log.ts';
 import { createTestPki, dataPlaneCert, demoWorkload } from '../common/hbone-fixtures.ts';
+import { ManualClock } from '../../common/clock.ts';
 
 const log = createLogger('test', { write: () => true });
 const pki = createTestPki();
@@ -36,6 +37,20 @@ function config(o: { policies?: AuthorizationPolicy[]; peerAuths?: PeerAuthentic
 // Where the client "meant" to go, keyed by its source port (stands in for SO_ORIGINAL_DST).
 const intended = new Map<number, { ip: string; port: number }>();
 const logs: AccessLogRecord[] = [];
+let logWaiters: (() => void)[] = [];
+function record(r: AccessLogRecord): void {
+  logs.push(r);
+  const ws = logWaiters;
+  logWaiters = [];
+  for (const w of ws) w();
+}
+/** The first access-log record matching `pred`, once it is written (a connection's accounting is done by then). */
+function logged(pred: (r: AccessLogRecord) => boolean): Promise<AccessLogRecord> {
+  return new Promise((resolve) => {
+    const check = (): void => { const r = logs.find(pred); if (r !== undefined) resolve(r); else logWaiters.push(check); };
+    check();
+  });
+}
 const m1 = new AgentMetrics(), m2 = new AgentMetrics();
 let dp1: DataPlane, dp2: DataPlane;
 const echoB = net.createServer({ allowHalfOpen: true }, (s) => { s.on('error', () => undefined); s.on('data', (d) => s.write(d)); s.on('end', () => s.end()); });
@@ -45,9 +60,9 @@ t.before(async () => {
   await new Promise<void>((r) => echoB.listen(0, B_IP, r));
   await new Promise<void>((r) => echoOut.listen(0, OUT_IP, r));
   const od = (s: net.Socket): { ip: string; port: number } | undefined => intended.get(s.remotePort ?? 0);
-  dp1 = await DataPlane.create({ log, metrics: m1, host: '127.0.1.254', ports: { outbound: 0, inbound: 0, hbone: 0 }, originalDestination: od, accessLog: (r) => logs.push(r) });
+  dp1 = await DataPlane.create({ log, metrics: m1, host: '127.0.1.254', ports: { outbound: 0, inbound: 0, hbone: 0 }, originalDestination: od, accessLog: record });
   // node-2's HBONE listener sits on pod B's address at 15008, where node-1 will dial it.
-  dp2 = await DataPlane.create({ log, metrics: m2, host: B_IP, ports: { outbound: 0, inbound: 0, hbone: 15008 }, accessLog: (r) => logs.push(r), originalDestination: od });
+  dp2 = await DataPlane.create({ log, metrics: m2, host: B_IP, ports: { outbound: 0, inbound: 0, hbone: 15008 }, accessLog: record, originalDestination: od });
   for (const [dp, node] of [[dp1, 'node-1'], [dp2, 'node-2']] as const) {
     dp.setState(AgentState.build(config(), node));
     dp.setCerts([certA, certB].filter((c) => (node === 'node-1' ? c === certA : c === certB)));
@@ -80,9 +95,8 @@ t.test('pod A reaches pod B on another node over HBONE, both agents account for 
   const bPort = (echoB.address() as net.AddressInfo).port;
   const r = await roundTrip(dp1.ports.outbound, '127.0.1.254', A_IP, { ip: B_IP, port: bPort }, 'ping over hbone');
   t.same(r, { data: 'ping over hbone' });
-  await new Promise((r) => setTimeout(r, 50));
-  const out = logs.find((l) => l.direction === 'outbound' && l.outcome === 'ok');
-  const inn = logs.find((l) => l.direction === 'inbound' && l.outcome === 'ok');
+  const out = await logged((l) => l.direction === 'outbound' && l.outcome === 'ok');
+  const inn = await logged((l) => l.direction === 'inbound' && l.outcome === 'ok');
   t.equal(out?.identity, certB.identity, 'source side expected B');
   t.equal(inn?.identity, certA.identity, 'destination side saw A');
   t.equal(out?.bytesSent, 15);
@@ -113,7 +127,7 @@ t.test('plaintext to an enrolled pod: refused under STRICT, allowed and labelled
   t.teardown(() => dp2.setState(AgentState.build(config(), 'node-2')));
   const ok = await roundTrip(dp2.ports.inbound, B_IP, OUT_IP, { ip: B_IP, port: bPort }, 'plain');
   t.same(ok, { data: 'plain' });
-  await new Promise((r) => setTimeout(r, 20));
+  await logged((l) => l.direction === 'inbound-plaintext' && l.outcome === 'ok');
   t.match(await m2.registry.metrics(), /istio_tcp_connections_closed_total\{reporter="destination"[^}]*destination_workload="b"[^}]*connection_security_policy="none"\} 1/);
 });
 
@@ -151,9 +165,39 @@ t.test('both reporters count request bytes as received and response bytes as sen
     await bytes(m2, 'istio_tcp_received_bytes_total', 'destination'), await bytes(m2, 'istio_tcp_sent_bytes_total', 'destination'),
   ];
   const before = await read();
+  const target = `${B_IP}:${(doubler.address() as net.AddressInfo).port}`;
   const r = await roundTrip(dp1.ports.outbound, '127.0.1.254', A_IP, { ip: B_IP, port: (doubler.address() as net.AddressInfo).port }, '0123456789');
   t.equal(r.data, '01234567890123456789');
-  await new Promise((res) => setTimeout(res, 50));
+  await logged((l) => l.direction === 'outbound' && l.target === target);
+  await logged((l) => l.direction === 'inbound' && l.target === target);
   const after = await read();
   t.same(after.map((v, i) => v - before[i]!), [10, 20, 10, 20], 'source and destination: received 10 (request), sent 20 (response)');
+});
+
+t.test('close(deadline) lets open connections run until the deadline on its clock, then resets them', async (t) => {
+  const clock = new ManualClock();
+  const own: AccessLogRecord[] = [];
+  const od = (s: net.Socket): { ip: string; port: number } | undefined => intended.get(s.remotePort ?? 0);
+  const dp = await DataPlane.create({ log, metrics: new AgentMetrics(), host: '127.0.1.253', ports: { outbound: 0, inbound: 0, hbone: 0 }, originalDestination: od, accessLog: (r) => own.push(r), clock });
+  t.teardown(() => dp.close(0));
+  dp.setState(AgentState.build(config(), 'node-1'));
+  // A held passthrough connection: pod A to the outside echo server, never ended by the client.
+  const port = nextPort++;
+  intended.set(port, { ip: OUT_IP, port: (echoOut.address() as net.AddressInfo).port });
+  const s = net.connect({ host: '127.0.1.253', port: dp.ports.outbound, localAddress: A_IP, localPort: port });
+  s.on('error', () => undefined);
+  const closed = new Promise<void>((r) => s.once('close', () => r()));
+  await new Promise<void>((r) => { s.once('data', () => r()); s.write('hold'); }); // echoed: the pump runs
+  t.equal(dp.connections().length, 1);
+  let drained = false;
+  const closing = dp.close(1000).then(() => { drained = true; });
+  await clock.advanceAsync(950);
+  t.equal(drained, false, 'still draining before the deadline');
+  t.equal(dp.connections().length, 1, 'the open connection is left alone until then');
+  t.same(own, []);
+  await clock.advanceAsync(50);
+  await closing;
+  await closed;
+  t.same(dp.connections(), [], 'reset at the deadline');
+  t.match(own, [{ direction: 'outbound', via: 'passthrough' }], 'and accounted for');
 });
