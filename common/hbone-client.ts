@@ -8,6 +8,7 @@ import http2 from 'node:http2';
 import tls from 'node:tls';
 import type { ClientHttp2Session, ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
 import { RondoError, errorMessage } from './errors.ts';
+import type { ErrorCode } from './errors.ts';
 import type { Logger } from './log.ts';
 import { realClock } from './clock.ts';
 import type { Clock, TimerHandle } from './clock.ts';
@@ -22,7 +23,7 @@ export const DEFAULT_WINDOW = 8 * 1024 * 1024;
 export class HboneConnectError extends RondoError {
   /** HTTP status of the refused CONNECT, when the peer answered. */
   readonly status: number | undefined;
-  constructor(code: string, message: string, status?: number, options?: ErrorOptions) {
+  constructor(code: ErrorCode, message: string, status?: number, options?: ErrorOptions) {
     super(code, message, options);
     this.name = 'HboneConnectError';
     this.status = status;
@@ -119,7 +120,7 @@ export class HboneClientPool {
    * rejects with the reason otherwise; the caller must not read `stream` before that.
    */
   async open(req: HboneConnectRequest): Promise<PendingTunnel> {
-    if (this.#closed) throw new HboneConnectError('RONDO_E_HBONE_CLOSED', 'HBONE client pool is closed (agent draining)');
+    if (this.#closed) throw new HboneConnectError('RONDO_E_CLOSED', 'HBONE client pool is closed (agent draining)');
     const pooled = await this.#session(req);
     return this.#open(pooled, req);
   }

@@ -239,7 +239,7 @@ export class Controller {
     try {
       return await this.#o.ca.signCsr(csr, identity);
     } catch (e) {
-      throw new RondoError('RONDO_E_CSR_INVALID', `CSR for ${identity} rejected by the CA: ${errorMessage(e)}`, { cause: e });
+      throw new RondoError(e instanceof RondoError ? e.code : 'RONDO_E_CSR_MALFORMED', `CSR for ${identity} rejected by the CA: ${errorMessage(e)}`, { cause: e });
     }
   }
 }

@@ -40,7 +40,7 @@ export async function createHttpEndpoint(host: string, port: number, deps: HttpD
     send(404, 'text/plain', `not found; try /metrics, /healthz/ready, ${Object.keys(deps.debug).map((k) => `/debug/${k}`).join(', ')}\n`);
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (e) => reject(new RondoError('RONDO_E_HTTP_LISTEN', `cannot listen on ${host}:${port} for metrics/health: ${errorMessage(e)}`)));
+    server.once('error', (e) => reject(new RondoError('RONDO_E_LISTEN', `cannot listen on ${host}:${port} for metrics/health: ${errorMessage(e)}`)));
     server.listen(port, host, () => resolve());
   });
   const addr = server.address();

@@ -92,7 +92,7 @@ function printResults(rs: ApplyResult[]): number {
 }
 
 function readSpecFile(file: string): string {
-  if (!existsSync(file)) throw new RondoError('RONDO_E_LAB_SPEC', `file not found: ${file}`);
+  if (!existsSync(file)) throw new RondoError('RONDO_E_CONFIG', `file not found: ${file}`);
   return readFileSync(file, 'utf8');
 }
 

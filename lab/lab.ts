@@ -103,7 +103,7 @@ export class Lab {
   /** Parses a spec file and brings the lab up. */
   static async upFromFile(file: string, o: LabOptions & { name?: string } = {}): Promise<Lab> {
     let text: string;
-    try { text = readFileSync(file, 'utf8'); } catch (e) { throw new RondoError('RONDO_E_LAB_SPEC', `cannot read lab spec ${file}: ${errorMessage(e)}`); }
+    try { text = readFileSync(file, 'utf8'); } catch (e) { throw new RondoError('RONDO_E_CONFIG', `cannot read lab spec ${file}: ${errorMessage(e)}`); }
     const spec = parseLabSpec(text, file);
     if (o.name !== undefined) spec.lab.name = o.name;
     return Lab.up(spec, o);
@@ -204,7 +204,7 @@ export class Lab {
   pod(ref: string): PodPlan {
     const p = this.plan.pods.find((x) => keyOf(x) === ref) ?? this.plan.pods.find((x) => x.name === ref) ?? this.plan.pods.find((x) => x.deployment === ref)
       ?? this.plan.pods.find((x) => `${x.namespace}/${x.deployment}` === ref);
-    if (p === undefined) throw new RondoError('RONDO_E_LAB_NO_POD', `no pod "${ref}" in lab ${this.name}; pods: ${this.plan.pods.map(keyOf).join(', ')}`);
+    if (p === undefined) throw new RondoError('RONDO_E_LAB_UNKNOWN_NAME', `no pod "${ref}" in lab ${this.name}; pods: ${this.plan.pods.map(keyOf).join(', ')}`);
     return p;
   }
 
@@ -214,7 +214,7 @@ export class Lab {
   /** ClusterIP of a service (`name` or `ns/name`). */
   serviceIp(ref: string): string {
     const s = this.plan.services.find((x) => keyOf(x) === ref || x.name === ref);
-    if (s === undefined) throw new RondoError('RONDO_E_LAB_NO_SERVICE', `no service "${ref}" in lab ${this.name}`);
+    if (s === undefined) throw new RondoError('RONDO_E_LAB_UNKNOWN_NAME', `no service "${ref}" in lab ${this.name}`);
     return s.clusterIP;
   }
 
@@ -242,7 +242,7 @@ export class Lab {
   /** Runs a command in a node's netns. */
   execNode(node: string, argv: string[], o: { input?: string; timeoutMs?: number; allowFail?: boolean } = {}): Promise<CommandResult> {
     const n = this.plan.nodes.find((x) => x.name === node);
-    if (n === undefined) throw new RondoError('RONDO_E_LAB_NO_NODE', `no node "${node}" in lab ${this.name}`);
+    if (n === undefined) throw new RondoError('RONDO_E_LAB_UNKNOWN_NAME', `no node "${node}" in lab ${this.name}`);
     return this.run('ip', ['netns', 'exec', n.netns, ...argv], o);
   }
 
@@ -342,7 +342,7 @@ export class Lab {
     for (;;) {
       const r = await this.run('ip', ['netns', 'exec', p.netns, 'bash', '-c', `exec 3<>/dev/tcp/${p.ip}/${port}`], { allowFail: true, timeoutMs: 2000 });
       if (r.code === 0) return;
-      if (Date.now() > deadline) throw new RondoError('RONDO_E_LAB_POD_NOT_READY', `pod ${keyOf(p)} does not listen on ${p.ip}:${port} after ${timeoutMs / 1000}s; see ${this.logPath(keyOf(p))}`);
+      if (Date.now() > deadline) throw new RondoError('RONDO_E_LAB_NOT_READY', `pod ${keyOf(p)} does not listen on ${p.ip}:${port} after ${timeoutMs / 1000}s; see ${this.logPath(keyOf(p))}`);
       await new Promise((r2) => setTimeout(r2, 100));
     }
   }
@@ -355,7 +355,7 @@ export class Lab {
     const e = this.procEntry(name);
     if (e === undefined || (e.role !== 'controller' && e.role !== 'node-agent')) {
       const known = this.record.entries.filter((x) => x.kind === 'process' && (x.role === 'controller' || x.role === 'node-agent')).map((x) => x.kind === 'process' ? x.name : '');
-      throw new RondoError('RONDO_E_LAB_NO_PROCESS', `no mesh process "${name}" in lab ${this.name}; known: ${known.join(', ') || 'none (is spec.mesh true?)'}`);
+      throw new RondoError('RONDO_E_LAB_UNKNOWN_NAME', `no mesh process "${name}" in lab ${this.name}; known: ${known.join(', ') || 'none (is spec.mesh true?)'}`);
     }
     await killGroup(e);
     for (let i = 0; i < 100 && isOurs(e); i++) await new Promise((r) => setTimeout(r, 50));

@@ -92,8 +92,8 @@ export async function waitFor(o: { what: string; proc: ProcessInfo; timeoutMs: n
   const deadline = Date.now() + o.timeoutMs;
   for (;;) {
     if (await o.check()) return;
-    if (!isOurs(o.proc)) throw new RondoError('RONDO_E_LAB_MESH', `${o.what}: the process exited; see ${o.proc.log}`);
-    if (Date.now() > deadline) throw new RondoError('RONDO_E_LAB_MESH', `${o.what}: not ready after ${o.timeoutMs / 1000}s; see ${o.proc.log}`);
+    if (!isOurs(o.proc)) throw new RondoError('RONDO_E_LAB_PROCESS_EXITED', `${o.what}: the process exited; see ${o.proc.log}`);
+    if (Date.now() > deadline) throw new RondoError('RONDO_E_LAB_NOT_READY', `${o.what}: not ready after ${o.timeoutMs / 1000}s; see ${o.proc.log}`);
     await sleep(200);
   }
 }

@@ -32,7 +32,7 @@ export function isOurs(p: { pid: number; startTime: string }): boolean {
 
 /** Starts `argv` in netns `ns`, detached, stdout+stderr appended to `log`; `exitFile` gets the exit code. */
 export function startInNetns(o: { netns: string; argv: string[]; env: Record<string, string>; log: string; exitFile: string; cwd: string }): ProcessInfo {
-  if (o.argv.length === 0) throw new RondoError('RONDO_E_LAB_PROCESS', `empty command for netns ${o.netns}`);
+  if (o.argv.length === 0) throw new RondoError('RONDO_E_INVALID', `empty command for netns ${o.netns}`);
   return startDetached({ ...o, argv: ['ip', 'netns', 'exec', o.netns, 'sh', '-c', EXIT_WRAPPER, o.exitFile, ...o.argv] });
 }
 

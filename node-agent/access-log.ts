@@ -1,4 +1,5 @@
 /** One JSON access-log line per connection on stdout (logs of the agent itself go to stderr). */
+import type { ErrorCode } from '../common/errors.ts';
 
 /** What is logged for each connection. */
 export interface AccessLogRecord {
@@ -7,6 +8,9 @@ export interface AccessLogRecord {
   dst: string;
   /** `ok`, `reset` (either side failed mid-way) or `refused` (never connected). */
   outcome: 'ok' | 'reset' | 'refused';
+  /** Why a connection was refused, as a registered code (common/errors.ts). */
+  code?: ErrorCode;
+  /** The human-readable reason: what happened and what to check. */
   reason?: string;
   source?: string;
   /** Peer or expected SPIFFE ID. */

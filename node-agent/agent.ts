@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { AggregatorRegistry } from 'prom-client';
 import type { Logger } from '../common/log.ts';
-import { RondoError, errorMessage } from '../common/errors.ts';
+import { RondoError, errorMessage, isErrorCode } from '../common/errors.ts';
 import type { ProxyConfig } from '../common/proxy-config.ts';
 import { PushClient, keptConfig } from '../common/push-client.ts';
 import { REJECTED } from '../common/wire.ts';
@@ -228,7 +228,7 @@ export class Agent {
           w.send({ type: 'certs', certs: this.#certEntries() } satisfies ToWorker);
           resolve();
         } else if (m.type === 'fatal') {
-          reject(new RondoError(m.code ?? 'RONDO_E_WORKER', `data-path worker ${i} failed to start: ${m.message}`));
+          reject(new RondoError(isErrorCode(m.code) ? m.code : 'RONDO_E_WORKER', `data-path worker ${i} failed to start: ${m.message}`));
         } else if (m.type === 'res') {
           this.#pendingReq.get(m.id)?.(m);
         }

@@ -34,13 +34,13 @@ export interface AuthzRequest {
   port: number;
 }
 
-/** The verdict, with the policy that decided it and every AUDIT policy that matched. */
-export interface AuthzResult {
-  allowed: boolean;
-  reason: string;
-  policy?: string;
-  audited: string[];
-}
+/**
+ * The verdict, with the policy that decided it and every AUDIT policy that matched; a denial
+ * carries the code metrics and access logs use.
+ */
+export type AuthzResult =
+  | { allowed: true; reason: string; policy?: string; audited: string[] }
+  | { allowed: false; code: 'RONDO_E_POLICY_DENIED' | 'RONDO_E_PLAINTEXT_NOT_ALLOWED'; reason: string; policy?: string; audited: string[] };
 
 type Source = NonNullable<PolicyRule['from']>[number];
 type Operation = NonNullable<PolicyRule['to']>[number];
@@ -68,7 +68,7 @@ export function authorize(state: AgentState, req: AuthzRequest): AuthzResult {
     }
   }
   if (denied !== undefined) {
-    return { allowed: false, reason: `denied by DENY policy ${keyOf(denied)}`, policy: keyOf(denied), audited };
+    return { allowed: false, code: 'RONDO_E_POLICY_DENIED', reason: `denied by DENY policy ${keyOf(denied)}`, policy: keyOf(denied), audited };
   }
   if (allows.length === 0) return { allowed: true, reason: 'no ALLOW policy applies', audited };
   for (const p of allows) {
@@ -78,6 +78,7 @@ export function authorize(state: AgentState, req: AuthzRequest): AuthzResult {
   }
   return {
     allowed: false,
+    code: 'RONDO_E_POLICY_DENIED',
     reason: `no ALLOW policy matched (${allows.map(keyOf).join(', ')} apply to ${keyOf(req.destination)}) for ${peer.principal ?? `plaintext peer ${peer.ip}`} on port ${req.port}`,
     audited,
   };
@@ -98,6 +99,7 @@ export function authorizeInbound(
     if (mode === 'STRICT') {
       return {
         allowed: false,
+        code: 'RONDO_E_PLAINTEXT_NOT_ALLOWED',
         reason: `plaintext connection from ${req.sourceIp} to ${keyOf(req.destination)} refused: mTLS mode is STRICT (add a PERMISSIVE PeerAuthentication to accept clients outside the mesh)`,
         audited: [],
         mode,

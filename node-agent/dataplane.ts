@@ -11,6 +11,7 @@ import type { Logger } from '../common/log.ts';
 import { realClock } from '../common/clock.ts';
 import type { Clock } from '../common/clock.ts';
 import { RondoError, errorMessage } from '../common/errors.ts';
+import type { ErrorCode } from '../common/errors.ts';
 import { PORTS } from '../common/ports.ts';
 import { stripV4Mapped } from '../common/ip.ts';
 import {
@@ -22,8 +23,8 @@ import type { AgentState } from './state.ts';
 import { decideOutbound, pickerKey, EndpointPicker } from './decide.ts';
 import type { OutboundDecision } from './decide.ts';
 import { authorizeInbound } from './authz.ts';
-import { tcpLabels, refuseReasonOf } from './metrics.ts';
-import type { AgentMetrics, RefuseReason } from './metrics.ts';
+import { tcpLabels } from './metrics.ts';
+import type { AgentMetrics } from './metrics.ts';
 import { originalDestination } from './orig-dst.ts';
 import type { AccessLogRecord } from './access-log.ts';
 
@@ -158,7 +159,7 @@ export class DataPlane {
         onTunnel: (t) => dp.#onTunnel(t),
         onRefused: (reason) => {
           dp.#m.hboneRefused(reason);
-          dp.#m.refused(reason === 'unknown_destination' ? 'unknown_destination' : 'other');
+          dp.#m.refused(reason === 'unknown_destination' ? 'RONDO_E_UNKNOWN_DESTINATION' : 'RONDO_E_HBONE_PROTOCOL');
         },
       });
     } catch (e) {
@@ -244,11 +245,11 @@ export class DataPlane {
     return t;
   }
 
-  #refuse(socket: net.Socket, reason: RefuseReason, message: string, rec: Partial<AccessLogRecord>): void {
-    this.#m.refused(reason);
+  #refuse(socket: net.Socket, code: ErrorCode, message: string, rec: Partial<AccessLogRecord>): void {
+    this.#m.refused(code);
     socket.on('error', () => undefined);
     socket.resetAndDestroy();
-    this.#o.accessLog?.({ ...rec, outcome: 'refused', reason: message } as AccessLogRecord);
+    this.#o.accessLog?.({ ...rec, outcome: 'refused', code, reason: message } as AccessLogRecord);
   }
 
   // ---- 15001: outbound capture ----
@@ -259,18 +260,18 @@ export class DataPlane {
     const dst = this.#origDst(socket);
     const state = this.#state;
     const base: Partial<AccessLogRecord> = { direction: 'outbound', src: `${src.ip}:${src.port}`, dst: `${dst.ip}:${dst.port}` };
-    if (state === undefined) { this.#refuse(socket, 'other', 'no configuration yet', base); return; }
+    if (state === undefined) { this.#refuse(socket, 'RONDO_E_NO_CONFIG', 'no configuration yet', base); return; }
     let d: OutboundDecision;
     try {
       d = decideOutbound(state, src, dst, this.#picker);
     } catch (e) {
-      this.#refuse(socket, 'other', `decision failed: ${errorMessage(e)}`, base);
+      this.#refuse(socket, 'RONDO_E_INTERNAL', `decision failed: ${errorMessage(e)}`, base);
       return;
     }
     if (d.source !== undefined) Object.assign(base, { source: `${d.source.namespace}/${d.source.name}` });
     switch (d.kind) {
       case 'refuse':
-        this.#refuse(socket, refuseReasonOf(d.reason), d.reason, base);
+        this.#refuse(socket, d.code, d.reason, base);
         return;
       case 'passthrough':
         this.#direct(socket, d.ip, d.port, base, d, undefined, undefined);
@@ -279,7 +280,7 @@ export class DataPlane {
         // Same node: no tunnel, but the destination's policy still applies.
         const verdict = authorizeInbound(state, { sourceIdentity: d.source.identity, sourceIp: src.ip, destination: d.destination, port: d.port }, 'hbone');
         this.#m.audited(verdict.audited, verdict.allowed);
-        if (!verdict.allowed) { this.#refuse(socket, 'policy_denied', verdict.reason, base); return; }
+        if (!verdict.allowed) { this.#refuse(socket, verdict.code, verdict.reason, base); return; }
         this.#direct(socket, d.ip, d.port, base, d, d.destination, d.service);
         return;
       }
@@ -302,7 +303,7 @@ export class DataPlane {
     up.once('error', (e) => {
       if (!connected) {
         if (key !== undefined) this.#picker.release(key);
-        this.#refuse(socket, 'upstream_failed', `connect to ${ip}:${port}: ${errorMessage(e)}`, { ...base, via });
+        this.#refuse(socket, connectFailureCode(e), `connect to ${ip}:${port}: ${errorMessage(e)}`, { ...base, via });
       }
     });
     up.once('connect', () => {
@@ -323,7 +324,7 @@ export class DataPlane {
   #tunnel(socket: net.Socket, d: Extract<OutboundDecision, { kind: 'hbone' | 'waypoint' }>, base: Partial<AccessLogRecord>): void {
     const cert = this.#certs.get(d.source.identity);
     if (cert === undefined) {
-      this.#refuse(socket, 'certificate_unavailable', `no certificate yet for ${d.source.identity}`, base);
+      this.#refuse(socket, 'RONDO_E_CERTIFICATE_UNAVAILABLE', `no certificate yet for ${d.source.identity}`, base);
       return;
     }
     const key = pickerKey(d);
@@ -335,9 +336,9 @@ export class DataPlane {
     const started = Date.now();
     const refused = (e: unknown): void => {
       if (key !== undefined) this.#picker.release(key);
+      // A 403 is the peer's policy (or identity) check; other failures keep the tunnel's own code.
       const status = (e as { status?: number }).status;
-      const reason: RefuseReason = status === 403 ? 'policy_denied' : 'upstream_failed';
-      this.#refuse(socket, reason, errorMessage(e), { ...base, via, target: d.authority });
+      this.#refuse(socket, status === 403 ? 'RONDO_E_POLICY_DENIED' : connectFailureCode(e), errorMessage(e), { ...base, via, target: d.authority });
     };
     this.#pool.open({
       connectTo: d.connectTo,
@@ -390,20 +391,20 @@ export class DataPlane {
       direction: 'inbound', src: `${t.remote.ip}:${t.remote.port}`, dst: `${t.target.ip}:${t.target.port}`,
       ...(t.peerIdentity !== undefined ? { identity: t.peerIdentity } : {}),
     };
-    const refuse = (status: number, reason: RefuseReason, message: string): void => {
-      this.#m.refused(reason);
+    const refuse = (status: number, code: ErrorCode, message: string): void => {
+      this.#m.refused(code);
       refuseTunnel(t.stream, status, message);
-      this.#o.accessLog?.({ ...base, outcome: 'refused', reason: message } as AccessLogRecord);
+      this.#o.accessLog?.({ ...base, outcome: 'refused', code, reason: message } as AccessLogRecord);
     };
-    if (state === undefined) { refuse(503, 'other', 'agent has no configuration yet'); return; }
+    if (state === undefined) { refuse(503, 'RONDO_E_NO_CONFIG', 'agent has no configuration yet'); return; }
     if (target === undefined) {
-      refuse(404, 'unknown_destination', `${t.target.ip} is not an enrolled pod on node ${state.node}`);
+      refuse(404, 'RONDO_E_UNKNOWN_DESTINATION', `${t.target.ip} is not an enrolled pod on node ${state.node}`);
       return;
     }
     // The certificate we presented was the one of the pod the connection was addressed to; a
     // CONNECT to another identity on this node would let a peer reach it under a false name.
     if (presented === undefined || presented.identity !== target.identity) {
-      refuse(403, 'unknown_destination', `CONNECT to ${t.target.ip} on a connection addressed to ${t.connectionDst.ip}: identities differ`);
+      refuse(403, 'RONDO_E_TARGET_MISMATCH', `CONNECT to ${t.target.ip} on a connection addressed to ${t.connectionDst.ip}: identities differ`);
       return;
     }
     const verdict = authorizeInbound(state, {
@@ -411,7 +412,7 @@ export class DataPlane {
       sourceIp: t.remote.ip, destination: target, port: t.target.port,
     }, 'hbone');
     this.#m.audited(verdict.audited, verdict.allowed);
-    if (!verdict.allowed) { refuse(403, 'policy_denied', verdict.reason); return; }
+    if (!verdict.allowed) { refuse(403, verdict.code, verdict.reason); return; }
     // The source workload is known only from what the peer agent sent in `baggage`.
     const bag = parsedBaggage(typeof t.headers['baggage'] === 'string' ? t.headers['baggage'] : undefined);
     const source = bag.namespace !== undefined && bag.workloadName !== undefined
@@ -420,11 +421,22 @@ export class DataPlane {
     const up = net.connect({ host: t.target.ip, port: t.target.port, allowHalfOpen: true, noDelay: true, timeout: this.#o.connectTimeoutMs ?? 10_000 });
     up.once('timeout', () => up.destroy(new RondoError('RONDO_E_UPSTREAM_TIMEOUT', 'connect timed out')));
     let connected = false;
-    up.once('error', (e) => { if (!connected) refuse(503, 'upstream_failed', `connect to pod ${t.target.ip}:${t.target.port}: ${errorMessage(e)}`); });
+    // A peer that resets the stream while the pod connect is in flight must not leave the
+    // connect (a descriptor) behind, nor have it answered once the stream is gone.
+    const abandon = (): void => {
+      up.destroy();
+      this.#o.accessLog?.({ ...base, outcome: 'reset', reason: 'peer reset the stream before the pod connect completed' } as AccessLogRecord);
+    };
+    t.stream.once('close', abandon);
+    up.once('error', (e) => {
+      t.stream.off('close', abandon);
+      if (!connected) refuse(503, connectFailureCode(e), `connect to pod ${t.target.ip}:${t.target.port}: ${errorMessage(e)}`);
+    });
     up.once('connect', () => {
       connected = true;
+      t.stream.off('close', abandon);
       up.setTimeout(0);
-      acceptTunnel(t.stream);
+      if (!acceptTunnel(t.stream)) { abandon(); return; }
       const tr = this.#track({ direction: 'inbound', src: base.src ?? '', dst: base.dst ?? '', via: 'hbone' }, [t.stream, up]);
       const cm = this.#m.connection(labels);
       const started = Date.now();
@@ -447,13 +459,13 @@ export class DataPlane {
     const state = this.#state;
     const target = this.#localEnrolled(dst.ip);
     if (state === undefined || target === undefined) {
-      this.#refuse(socket, 'unknown_destination', `${dst.ip} is not an enrolled pod on this node`, base);
+      this.#refuse(socket, 'RONDO_E_UNKNOWN_DESTINATION', `${dst.ip} is not an enrolled pod on this node`, base);
       return;
     }
     const verdict = authorizeInbound(state, { sourceIp: src.ip, destination: target, port: dst.port }, 'plaintext');
     this.#m.audited(verdict.audited, verdict.allowed);
     if (!verdict.allowed) {
-      this.#refuse(socket, verdict.mode === 'STRICT' ? 'plaintext_not_allowed' : 'policy_denied', verdict.reason, base);
+      this.#refuse(socket, verdict.code, verdict.reason, base);
       return;
     }
     const sourceW = state.workloadByIp(src.ip);
@@ -461,7 +473,7 @@ export class DataPlane {
     const up = net.connect({ host: dst.ip, port: dst.port, allowHalfOpen: true, noDelay: true, timeout: this.#o.connectTimeoutMs ?? 10_000 });
     up.once('timeout', () => up.destroy(new RondoError('RONDO_E_UPSTREAM_TIMEOUT', 'connect timed out')));
     let connected = false;
-    up.once('error', (e) => { if (!connected) this.#refuse(socket, 'upstream_failed', errorMessage(e), base); });
+    up.once('error', (e) => { if (!connected) this.#refuse(socket, connectFailureCode(e), errorMessage(e), base); });
     up.once('connect', () => {
       connected = true;
       up.setTimeout(0);
@@ -486,6 +498,11 @@ export class DataPlane {
       durationMs: Date.now() - started,
     } as AccessLogRecord);
   }
+}
+
+/** The refusal code of a failed upstream connect: the error's own code (timeout, HBONE), else UPSTREAM_FAILED. */
+function connectFailureCode(e: unknown): ErrorCode {
+  return e instanceof RondoError ? e.code : 'RONDO_E_UPSTREAM_FAILED';
 }
 
 async function listen(server: net.Server, host: string, port: number, reusePort: boolean, what: string): Promise<void> {

@@ -13,6 +13,7 @@
  *   `ip:targetPort`; the mesh cannot do mTLS to it.
  */
 import type { Service, Workload } from '../common/wire.ts';
+import type { ErrorCode } from '../common/errors.ts';
 import { formatSpiffeId } from '../common/spiffe.ts';
 import { PORTS, type HbonePort } from '../common/ports.ts';
 import { EndpointPicker, endpointKey } from './endpoint-picker.ts';
@@ -44,7 +45,7 @@ export type OutboundDecision =
     }
   | { kind: 'local'; ip: string; port: number; source: Workload; destination: Workload; service?: Service }
   | { kind: 'passthrough'; ip: string; port: number; source?: Workload }
-  | { kind: 'refuse'; reason: string; source?: Workload };
+  | { kind: 'refuse'; code: ErrorCode; reason: string; source?: Workload };
 
 /** Decides where a connection captured from `src` to original destination `dst` goes. */
 export function decideOutbound(
@@ -58,8 +59,8 @@ export function decideOutbound(
     // Only this node's enrolled pods are captured; anything else reaching 15001 is a
     // misrouted or spoofed connection and must not get a mesh identity.
     return source === undefined
-      ? { kind: 'refuse', reason: `source not enrolled: no pod on node ${state.node} has IP ${src.ip}` }
-      : { kind: 'refuse', reason: `source not enrolled: pod ${keyOf(source)} is ${source.enrolled ? `on node ${source.node}, not ${state.node}` : 'not enrolled in the mesh'}`, source };
+      ? { kind: 'refuse', code: 'RONDO_E_SOURCE_NOT_ENROLLED', reason: `source not enrolled: no pod on node ${state.node} has IP ${src.ip}` }
+      : { kind: 'refuse', code: 'RONDO_E_SOURCE_NOT_ENROLLED', reason: `source not enrolled: pod ${keyOf(source)} is ${source.enrolled ? `on node ${source.node}, not ${state.node}` : 'not enrolled in the mesh'}`, source };
   }
 
   const service = state.serviceByVip(dst.ip);
@@ -96,6 +97,7 @@ function toService(
   if (ep === undefined) {
     return {
       kind: 'refuse',
+      code: 'RONDO_E_NO_READY_ENDPOINTS',
       reason: `service ${keyOf(service)} port ${dst.port} has no ready endpoints (${service.endpoints.length} total): are its pods running and passing readiness?`,
       source,
     };
@@ -144,6 +146,7 @@ function toWaypoint(
     // Fail closed: skipping the waypoint would skip the L7 policy it enforces.
     return {
       kind: 'refuse',
+      code: 'RONDO_E_WAYPOINT_UNAVAILABLE',
       reason: `waypoint ${keyOf(ref)} for ${keyOf(service)} has no ready pod: is the waypoint deployed and ready?`,
       source,
     };

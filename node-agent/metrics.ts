@@ -7,6 +7,8 @@
  */
 import { Counter, Gauge, Registry } from 'prom-client';
 import { collectProcessMetrics } from '../common/process-metrics.ts';
+import { reasonLabel } from '../common/errors.ts';
+import type { ErrorCode } from '../common/errors.ts';
 import type { Service, Workload } from '../common/wire.ts';
 
 /** Label names of the Istio TCP metrics, in Istio's order. */
@@ -25,21 +27,6 @@ export const TCP_LABEL_NAMES = [
 
 /** Resolved label values of one connection. */
 export type TcpLabels = Record<(typeof TCP_LABEL_NAMES)[number], string>;
-
-/** Short, bounded refusal reasons: the `reason` label of rondo_agent_refused_connections_total. */
-export const REFUSE_REASONS = [
-  'source_not_enrolled',
-  'no_ready_endpoints',
-  'waypoint_unavailable',
-  'policy_denied',
-  'plaintext_not_allowed',
-  'unknown_destination',
-  'upstream_failed',
-  'certificate_unavailable',
-  'other',
-] as const;
-/** One of REFUSE_REASONS. */
-export type RefuseReason = (typeof REFUSE_REASONS)[number];
 
 const UNKNOWN = 'unknown';
 
@@ -70,16 +57,6 @@ export function tcpLabels(i: ConnectionLabelInput): TcpLabels {
     request_protocol: 'tcp',
     connection_security_policy: i.mtls ? 'mutual_tls' : 'none',
   };
-}
-
-/** Classifies a decision/refusal message into a bounded REFUSE_REASONS value. */
-export function refuseReasonOf(message: string): RefuseReason {
-  if (message.startsWith('source not enrolled')) return 'source_not_enrolled';
-  if (message.includes('no ready endpoints')) return 'no_ready_endpoints';
-  if (message.startsWith('waypoint ')) return 'waypoint_unavailable';
-  if (message.startsWith('denied by') || message.startsWith('no ALLOW policy matched')) return 'policy_denied';
-  if (message.startsWith('plaintext connection')) return 'plaintext_not_allowed';
-  return 'other';
 }
 
 // Per label set, what happened since the last scrape. prom-client validates and hashes all
@@ -200,7 +177,7 @@ export class AgentMetrics {
     });
     this.#refused = new Counter({
       name: 'rondo_agent_refused_connections_total',
-      help: 'Connections the agent refused, by reason',
+      help: 'Connections the agent refused, by reason (the error code without RONDO_E_, lowercased)',
       labelNames: ['reason'],
       registers,
     });
@@ -271,9 +248,9 @@ export class AgentMetrics {
     }
   }
 
-  /** Counts one refused connection. */
-  refused(reason: RefuseReason): void {
-    this.#refused.inc({ reason });
+  /** Counts one refused connection under its code (`reason` = reasonLabel(code), e.g. `policy_denied`). */
+  refused(code: ErrorCode): void {
+    this.#refused.inc({ reason: reasonLabel(code) });
   }
 
   /** Counts one refusal on the HBONE port (bad TLS, not HTTP/2, bad CONNECT, ...). */

@@ -42,10 +42,10 @@ export class TokenFileAuthenticator implements Authenticator {
     try {
       raw = JSON.parse(await readFile(file, 'utf8'));
     } catch (e) {
-      throw new RondoError('RONDO_E_TOKENS', `cannot read token file ${file}: ${errorMessage(e)} (expected JSON {"<token>": {"kind":"node-agent","node":"<node>"}})`);
+      throw new RondoError('RONDO_E_CONFIG', `cannot read token file ${file}: ${errorMessage(e)} (expected JSON {"<token>": {"kind":"node-agent","node":"<node>"}})`);
     }
     const r = TokenFile.safeParse(raw);
-    if (!r.success) throw new RondoError('RONDO_E_TOKENS', `token file ${file} is invalid: ${describeZodError(r.error)}`);
+    if (!r.success) throw new RondoError('RONDO_E_CONFIG', `token file ${file} is invalid: ${describeZodError(r.error)}`);
     return new TokenFileAuthenticator(r.data);
   }
 

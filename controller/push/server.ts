@@ -161,7 +161,7 @@ export class PushServer {
       throw new RondoError('RONDO_E_PUSH_TLS', `push server TLS setup failed: ${errorMessage(e)} (check the serving key/cert from the CA)`);
     }
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (e) => reject(new RondoError('RONDO_E_PUSH_LISTEN', `cannot listen on ${o.host}:${o.port} for the push server: ${errorMessage(e)}`)));
+      server.once('error', (e) => reject(new RondoError('RONDO_E_LISTEN', `cannot listen on ${o.host}:${o.port} for the push server: ${errorMessage(e)}`)));
       server.listen(o.port, o.host, () => resolve());
     });
     return new PushServer(o, server);
@@ -170,7 +170,7 @@ export class PushServer {
   /** The bound address (the port matters when 0 was asked for). */
   get address(): { host: string; port: number } {
     const a = this.#https.address();
-    if (a === null || typeof a === 'string') throw new RondoError('RONDO_E_PUSH_LISTEN', 'push server is not listening');
+    if (a === null || typeof a === 'string') throw new RondoError('RONDO_E_NOT_READY', 'push server is not listening');
     return { host: a.address, port: a.port };
   }
 

@@ -152,7 +152,7 @@ export class FileSource implements Source {
       const s = await stat(this.#o.dir);
       if (!s.isDirectory()) throw new Error('not a directory');
     } catch (e) {
-      throw new RondoError('RONDO_E_FILES_DIR', `state directory ${this.#o.dir} is not readable: ${errorMessage(e)} (check --files)`);
+      throw new RondoError('RONDO_E_CONFIG', `state directory ${this.#o.dir} is not readable: ${errorMessage(e)} (check --files)`);
     }
     await this.rescan();
     this.#watch();

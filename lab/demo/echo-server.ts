@@ -123,7 +123,7 @@ export class EchoServer {
     const s = new EchoServer(o);
     const host = o.host ?? '0.0.0.0';
     await new Promise<void>((resolve, reject) => {
-      const onError = (e: NodeJS.ErrnoException): void => reject(new RondoError('RONDO_E_DEMO_LISTEN',
+      const onError = (e: NodeJS.ErrnoException): void => reject(new RondoError('RONDO_E_LISTEN',
         `demo echo server cannot listen on ${host}:${o.port}: ${e.message} (is the port taken or the address not on this pod?)`, { cause: e }));
       s.#server.once('error', onError);
       s.#server.listen(o.port, host, () => { s.#server.off('error', onError); resolve(); });

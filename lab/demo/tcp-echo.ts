@@ -29,7 +29,7 @@ export class TcpEchoServer {
     const s = new TcpEchoServer(o);
     const host = o.host ?? '0.0.0.0';
     await new Promise<void>((resolve, reject) => {
-      const onError = (e: Error): void => reject(new RondoError('RONDO_E_DEMO_LISTEN',
+      const onError = (e: Error): void => reject(new RondoError('RONDO_E_LISTEN',
         `demo tcp-echo cannot listen on ${host}:${o.port}: ${e.message} (is the port taken?)`, { cause: e }));
       s.#server.once('error', onError);
       s.#server.listen(o.port, host, () => { s.#server.off('error', onError); resolve(); });

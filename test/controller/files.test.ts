@@ -93,5 +93,5 @@ t.test('FileSource notices a new file through the watcher without an explicit re
 
 t.test('FileSource refuses a missing directory with a clear error', async (t) => {
   const src = new FileSource({ dir: '/nonexistent/rondo-state', sink: new ObjectStore(), log: quiet });
-  await t.rejects(src.start(), { code: 'RONDO_E_FILES_DIR', message: /--files/ });
+  await t.rejects(src.start(), { code: 'RONDO_E_CONFIG', message: /--files/ });
 });

@@ -224,5 +224,5 @@ t.test('close() lets an in-flight HTTP/1.1 request finish with connection: close
 
 t.test('binding a taken port fails loudly with a code', async (t) => {
   const s = await startEcho(t);
-  await t.rejects(EchoServer.create({ port: s.port, host: '127.0.0.1', identity: ID, log: memLogger() }), { code: 'RONDO_E_DEMO_LISTEN', message: /is the port taken/ });
+  await t.rejects(EchoServer.create({ port: s.port, host: '127.0.0.1', identity: ID, log: memLogger() }), { code: 'RONDO_E_LISTEN', message: /is the port taken/ });
 });

@@ -63,7 +63,7 @@ if (skip !== undefined) {
     const repo = t.testdir({ controller: { 'main.ts': 'setInterval(() => {}, 1000);' } });
     const name = uniqueLabName();
     t.teardown(() => Lab.down(name).catch(() => undefined));
-    await t.rejects(Lab.up(spec(name), { meshRepo: repo, meshTimeoutMs: 800 }), { code: 'RONDO_E_LAB_MESH', message: /controller .*not ready after 0\.8s; see \/run\/rondo\/.*\/logs\/controller\.log/ });
+    await t.rejects(Lab.up(spec(name), { meshRepo: repo, meshTimeoutMs: 800 }), { code: 'RONDO_E_LAB_NOT_READY', message: /controller .*not ready after 0\.8s; see \/run\/rondo\/.*\/logs\/controller\.log/ });
     t.same(leftovers(name), { netns: [], processes: [] });
   });
 

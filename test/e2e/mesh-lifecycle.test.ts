@@ -74,7 +74,7 @@ t.test('mesh lifecycle with 20-second certificates', { skip: skip ?? false, time
   });
 
   await t.test('agent restart: identical rules before and after, no duplicates, new connections work', async (t) => {
-    await t.rejects(lab.restartMeshProcess('node-agent/node-9'), { code: 'RONDO_E_LAB_NO_PROCESS', message: /known: controller, node-agent\/node-1, node-agent\/node-2/ }, 'an unknown process name is refused with the known ones');
+    await t.rejects(lab.restartMeshProcess('node-agent/node-9'), { code: 'RONDO_E_LAB_UNKNOWN_NAME', message: /known: controller, node-agent\/node-1, node-agent\/node-2/ }, 'an unknown process name is refused with the known ones');
     const before = await kernelState(lab, 'node-1');
     t.match(before, /RONDO-/, 'capture rules are in place');
     const oldPid = lab.processPid('node-agent/node-1');

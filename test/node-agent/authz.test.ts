@@ -41,7 +41,7 @@ t.test('ALLOW by principal admits that principal only', (t) => {
   const s = st([pol('allow-client', 'ALLOW', [{ from: [{ principals: [`${TD}/ns/demo/sa/client`] }] }])]);
   t.match(authorize(s, req(CLIENT)), { allowed: true, policy: 'demo/allow-client' });
   const r = authorize(s, req(FOREIGN));
-  t.equal(r.allowed, false);
+  t.match(r, { allowed: false, code: 'RONDO_E_POLICY_DENIED' });
   t.match(r.reason, /no ALLOW policy matched.*demo\/allow-client/);
   t.equal(authorize(s, req(undefined)).allowed, false, 'plaintext never matches principals');
   t.end();
@@ -64,7 +64,7 @@ t.test('DENY wins over ALLOW; namespaces compare to the peer identity namespace'
     pol('allow-all', 'ALLOW', [{}]),
     pol('deny-evil', 'DENY', [{ from: [{ namespaces: ['evil'] }] }]),
   ]);
-  t.match(authorize(s, req(FOREIGN)), { allowed: false, policy: 'demo/deny-evil', reason: /DENY policy demo\/deny-evil/ });
+  t.match(authorize(s, req(FOREIGN)), { allowed: false, code: 'RONDO_E_POLICY_DENIED', policy: 'demo/deny-evil', reason: /DENY policy demo\/deny-evil/ });
   t.match(authorize(s, req(CLIENT)), { allowed: true, policy: 'demo/allow-all' });
   t.end();
 });
@@ -183,7 +183,7 @@ t.test('peerAuthMode: workload selector > namespace > root namespace > STRICT', 
 t.test('authorizeInbound: plaintext refused under STRICT, policy-checked under PERMISSIVE', (t) => {
   const permissive: PeerAuthentication = { namespace: 'demo', name: 'p', mode: 'PERMISSIVE' };
   const strict = authorizeInbound(st([]), req(CLIENT), 'plaintext');
-  t.match(strict, { allowed: false, mode: 'STRICT', reason: /plaintext connection from 10\.244\.1\.5 to demo\/server-1 refused: mTLS mode is STRICT/ });
+  t.match(strict, { allowed: false, code: 'RONDO_E_PLAINTEXT_NOT_ALLOWED', mode: 'STRICT', reason: /plaintext connection from 10\.244\.1\.5 to demo\/server-1 refused: mTLS mode is STRICT/ });
   t.match(authorizeInbound(st([]), req(CLIENT), 'hbone'), { allowed: true, mode: 'STRICT' });
   t.match(authorizeInbound(st([], [permissive]), req(undefined), 'plaintext'), { allowed: true, mode: 'PERMISSIVE' });
   const onlyClient = pol('a', 'ALLOW', [{ from: [{ principals: [CLIENT] }] }]);

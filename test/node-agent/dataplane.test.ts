@@ -116,12 +116,19 @@ t.test('a DENY policy on B resets the client and is counted', async (t) => {
   t.equal(r.data, '', 'no bytes reach the client');
   t.equal(r.error, 'ECONNRESET');
   t.match(await m2.registry.metrics(), /rondo_agent_refused_connections_total\{reason="policy_denied"\} 1/);
+  // The refusal's code travels as is into both agents' access logs (the source learns it from the 403).
+  t.match(logs.filter((l) => l.outcome === 'refused').slice(-2).sort((a, b) => a.direction.localeCompare(b.direction)), [
+    { direction: 'inbound', code: 'RONDO_E_POLICY_DENIED', reason: /denied by DENY policy demo\/deny-a/ },
+    { direction: 'outbound', code: 'RONDO_E_POLICY_DENIED' },
+  ]);
 });
 
 t.test('plaintext to an enrolled pod: refused under STRICT, allowed and labelled under PERMISSIVE', async (t) => {
   const bPort = (echoB.address() as net.AddressInfo).port;
   const strict = await roundTrip(dp2.ports.inbound, B_IP, OUT_IP, { ip: B_IP, port: bPort }, 'plain');
   t.equal(strict.error, 'ECONNRESET');
+  t.match(logs.at(-1), { direction: 'inbound-plaintext', outcome: 'refused', code: 'RONDO_E_PLAINTEXT_NOT_ALLOWED', reason: /mTLS mode is STRICT/ });
+  t.match(await m2.registry.metrics(), /rondo_agent_refused_connections_total\{reason="plaintext_not_allowed"\} 1/);
   const pa: PeerAuthentication = { namespace: 'demo', name: 'permissive', mode: 'PERMISSIVE' };
   dp2.setState(AgentState.build(config({ peerAuths: [pa] }), 'node-2'));
   t.teardown(() => dp2.setState(AgentState.build(config(), 'node-2')));
@@ -137,6 +144,7 @@ t.test('a destination outside the mesh is passed through; an unknown source is r
   const stranger = await roundTrip(dp1.ports.outbound, '127.0.1.254', '127.0.1.99', { ip: OUT_IP, port: oPort }, 'who');
   t.equal(stranger.error, 'ECONNRESET');
   t.match(await m1.registry.metrics(), /rondo_agent_refused_connections_total\{reason="source_not_enrolled"\} 1/);
+  t.match(logs.at(-1), { direction: 'outbound', outcome: 'refused', code: 'RONDO_E_SOURCE_NOT_ENROLLED' });
 });
 
 t.test('HBONE to a pod that is not on this node is refused with 404', async (t) => {
@@ -148,7 +156,10 @@ t.test('HBONE to a pod that is not on this node is refused with 404', async (t) 
   const bPort = (echoB.address() as net.AddressInfo).port;
   const r = await roundTrip(dp1.ports.outbound, '127.0.1.254', A_IP, { ip: B_IP, port: bPort }, 'x');
   t.equal(r.error, 'ECONNRESET');
-  t.ok(logs.some((l) => l.outcome === 'refused' && l.direction === 'outbound'));
+  const refusals = logs.filter((l) => l.outcome === 'refused').slice(-2);
+  t.match(refusals.find((l) => l.direction === 'inbound'), { code: 'RONDO_E_UNKNOWN_DESTINATION' });
+  t.match(refusals.find((l) => l.direction === 'outbound'), { code: 'RONDO_E_HBONE_REFUSED', reason: /refused with 404/ });
+  t.match(await m2.registry.metrics(), /rondo_agent_refused_connections_total\{reason="unknown_destination"\} 1/);
 });
 
 t.test('both reporters count request bytes as received and response bytes as sent (Istio semantics)', async (t) => {

@@ -80,12 +80,12 @@ t.test('address outside the cluster: passthrough unchanged', (t) => {
 t.test('unknown source IP is refused: source not enrolled', (t) => {
   const r = d('10.244.1.200', '10.244.2.7', 80);
   t.equal(r.kind, 'refuse');
-  t.match(r, { reason: /source not enrolled.*10\.244\.1\.200/ });
+  t.match(r, { code: 'RONDO_E_SOURCE_NOT_ENROLLED', reason: /source not enrolled.*10\.244\.1\.200/ });
   t.end();
 });
 
 t.test('local pod that is not enrolled is refused', (t) => {
-  t.match(d(notEnrolledLocal.ips[0]!, '10.244.2.7', 80), { kind: 'refuse', reason: /not enrolled/, source: { uid: notEnrolledLocal.uid } });
+  t.match(d(notEnrolledLocal.ips[0]!, '10.244.2.7', 80), { kind: 'refuse', code: 'RONDO_E_SOURCE_NOT_ENROLLED', reason: /not enrolled/, source: { uid: notEnrolledLocal.uid } });
   t.end();
 });
 
@@ -123,7 +123,7 @@ t.test('service VIP on an undeclared port: passthrough to the VIP (as Istio)', (
 });
 
 t.test('service with no endpoints: refused naming the service', (t) => {
-  t.match(d(client.ips[0]!, '10.96.0.13', 80), { kind: 'refuse', reason: /service demo\/empty port 80 has no ready endpoints/ });
+  t.match(d(client.ips[0]!, '10.96.0.13', 80), { kind: 'refuse', code: 'RONDO_E_NO_READY_ENDPOINTS', reason: /service demo\/empty port 80 has no ready endpoints/ });
   t.end();
 });
 
@@ -146,7 +146,7 @@ t.test('the waypoint itself reaching the service goes straight to an endpoint', 
 });
 
 t.test('service whose waypoint has no ready pod: refused (fail closed)', (t) => {
-  t.match(d(client.ips[0]!, '10.96.0.16', 80), { kind: 'refuse', reason: /waypoint demo\/missing/ });
+  t.match(d(client.ips[0]!, '10.96.0.16', 80), { kind: 'refuse', code: 'RONDO_E_WAYPOINT_UNAVAILABLE', reason: /waypoint demo\/missing/ });
   t.end();
 });
 
