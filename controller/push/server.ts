@@ -15,14 +15,14 @@ import { randomBytes } from 'node:crypto';
 import { WebSocketServer, WebSocket } from 'ws';
 import { inflateSync } from 'node:zlib';
 import { COMPRESS_MIN_BYTES, FRAME_ENCODING, FRAME_ENCODING_HEADER, ProxyMessage, PUSH_PATH, deflateMessage, describeZodError } from '../../common/wire.ts';
-import type { ProxyIdentity } from '../../common/wire.ts';
+import type { ProxyIdentity, Rejection } from '../../common/wire.ts';
 import type { Logger } from '../../common/log.ts';
 import { realClock } from '../../common/clock.ts';
 import type { Clock, TimerHandle } from '../../common/clock.ts';
 import { RondoError, errorMessage } from '../../common/errors.ts';
 import { proxyKey } from './auth.ts';
 import type { Authenticator } from './auth.ts';
-import { diffViews, viewResources } from './view.ts';
+import { diffViews, heldView, viewResources } from './view.ts';
 import { FrameWriter } from './frame-writer.ts';
 import type { ProxyView } from './view.ts';
 import type { ControllerMetrics } from '../metrics.ts';
@@ -91,8 +91,13 @@ interface Sent {
   version: number;
   nonce: string;
   view: ProxyView;
+  /** The view a delta was computed from (undefined for a snapshot): what a NACK falls back to. */
+  from: ProxyView | undefined;
   publishedAt: number;
 }
+
+/** Stands for "no base" (a snapshot) as a WeakMap key. */
+const SNAPSHOT_BASE = {};
 
 interface Conn {
   ws: WebSocket;
@@ -130,6 +135,8 @@ export class PushServer {
   readonly #snapshotQueue = new Set<Conn>();
   #snapshotCache = new Map<ProxyView, Encoded>();
   #deltaCache = new Map<ProxyView, Map<ProxyView, Encoded | null>>();
+  /** Held views after NACKs, by (sent view, base, refused keys): agents refusing alike share one. */
+  readonly #heldCache = new WeakMap<ProxyView, WeakMap<object, Map<string, ProxyView | undefined>>>();
   readonly #clock: Clock;
   #ping: TimerHandle | undefined;
   #closing: Promise<void> | undefined;
@@ -317,7 +324,7 @@ export class PushServer {
         const mem = this.#memory.get(c.key);
         if (msg.lastVersion !== undefined && mem !== undefined && mem.version === msg.lastVersion) {
           // Resume: the proxy holds exactly the view we remember, so a delta suffices.
-          c.sent = { version: mem.version, nonce: '', view: mem.view, publishedAt: this.#now() };
+          c.sent = { version: mem.version, nonce: '', view: mem.view, from: undefined, publishedAt: this.#now() };
         }
         this.#o.log.info('proxy connected', { proxy: c.key, remote: c.remote, lastVersion: msg.lastVersion, resume: c.sent !== undefined });
         if (this.#version > 0) this.#sendLatest(c, this.#now());
@@ -341,8 +348,18 @@ export class PushServer {
           for (const rj of msg.rejected) this.#o.metrics.nacks.inc({ type: rj.type });
           this.#o.log.warn('proxy rejected resources', { proxy: c.key, version: msg.version, rejected: msg.rejected.slice(0, 20) });
         }
-        // After a NACK the proxy keeps the rest of that version, so it is its new base too.
-        this.#memory.set(c.key, { version: s.version, view: s.view });
+        // After a NACK the proxy holds the rest of that version and, for what it refused,
+        // what it had before: that is its base, so the refused parts go out again with the
+        // next change (never at once: the same refusal would loop).
+        const held = msg.type === 'ack' ? s.view : this.#held(s, msg.rejected);
+        if (held === undefined) {
+          // Not knowable here (e.g. a snapshot's mesh refused): the next push is a snapshot.
+          c.sent = undefined;
+          this.#memory.delete(c.key);
+        } else {
+          c.sent = { ...s, view: held };
+          this.#memory.set(c.key, { version: s.version, view: held });
+        }
         if (c.behind) {
           c.behind = false;
           this.#sendLatest(c);
@@ -424,7 +441,7 @@ export class PushServer {
       // Nothing changed for this proxy: it keeps its version, no message needed.
       if (msg === null) return;
     }
-    c.sent = { version: this.#version, nonce: msg.nonce, view, publishedAt };
+    c.sent = { version: this.#version, nonce: msg.nonce, view, from: type === 'delta' ? c.sent?.view : undefined, publishedAt };
     c.inFlight = true;
     if (type === 'snapshot') {
       c.snapshotInFlight = true;
@@ -455,6 +472,17 @@ export class PushServer {
       this.#sendLatest(next, this.#now());
       if (next.snapshotInFlight) break;
     }
+  }
+
+  #held(s: Sent, rejected: readonly Rejection[]): ProxyView | undefined {
+    const sig = JSON.stringify(rejected.map((r) => [r.type, r.key]).sort());
+    const base = s.from ?? SNAPSHOT_BASE;
+    let byBase = this.#heldCache.get(s.view);
+    if (byBase === undefined) this.#heldCache.set(s.view, (byBase = new WeakMap<object, Map<string, ProxyView | undefined>>()));
+    let bySig = byBase.get(base);
+    if (bySig === undefined) byBase.set(base, (bySig = new Map<string, ProxyView | undefined>()));
+    if (!bySig.has(sig)) bySig.set(sig, heldView(s.from, s.view, rejected));
+    return bySig.get(sig);
   }
 
   #nonce(): string {

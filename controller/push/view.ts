@@ -3,8 +3,8 @@
  * delta message. Views are immutable; unchanged resources keep the same object reference
  * across versions (the model caches its conversions), so the diff is mostly reference checks.
  */
-import { RESOURCE_TYPES } from '../../common/wire.ts';
-import type { MeshConfig, ResourceType } from '../../common/wire.ts';
+import { REJECTED, RESOURCE_TYPES } from '../../common/wire.ts';
+import type { MeshConfig, Rejection, ResourceType } from '../../common/wire.ts';
 
 /** The resources one proxy should hold, as wire values keyed like wire.ts. */
 export interface ProxyView {
@@ -61,4 +61,38 @@ export function emptyView(mesh: MeshConfig): ProxyView {
     mesh,
     resources: { workloads: new Map(), services: new Map(), authorizationPolicies: new Map(), peerAuthentications: new Map(), l7: new Map() },
   };
+}
+
+/**
+ * What a proxy holds after NACKing `rejected` of the message that took it from `from` to
+ * `to` (`from` undefined: a snapshot), by the rules of Rejection in common/wire.ts: a
+ * refused resource keeps its `from` value (absent after a snapshot), a refused mesh keeps
+ * `from`'s mesh, a refused config keeps all of `from`. Undefined when that is not known
+ * here (a snapshot's mesh or whole config refused: the proxy kept something older, or
+ * nothing; a rejection type this controller does not know): the proxy then needs a snapshot.
+ * Unchanged types keep their Map objects, so later diffs still skip them by reference.
+ */
+export function heldView(from: ProxyView | undefined, to: ProxyView, rejected: readonly Rejection[]): ProxyView | undefined {
+  if (rejected.length === 0) return to;
+  const known = new Set<string>([...RESOURCE_TYPES, REJECTED.mesh, REJECTED.config]);
+  if (rejected.some((r) => !known.has(r.type))) return undefined;
+  if (rejected.some((r) => r.type === REJECTED.config)) return from;
+  let mesh = to.mesh;
+  if (rejected.some((r) => r.type === REJECTED.mesh)) {
+    if (from === undefined) return undefined;
+    mesh = from.mesh;
+  }
+  const resources: { [T in ResourceType]: ReadonlyMap<string, unknown> } = { ...to.resources };
+  for (const type of RESOURCE_TYPES) {
+    const keys = rejected.filter((r) => r.type === type).map((r) => r.key);
+    if (keys.length === 0) continue;
+    const next = new Map(resources[type]);
+    for (const k of keys) {
+      const old = from?.resources[type].get(k);
+      if (old === undefined) next.delete(k);
+      else next.set(k, old);
+    }
+    resources[type] = next;
+  }
+  return { mesh, resources };
 }

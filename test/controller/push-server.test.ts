@@ -6,8 +6,8 @@ import { TokenFileAuthenticator } from '../../controller/push/auth.ts';
 import { createControllerMetrics } from '../../controller/metrics.ts';
 import type { ProxyView } from '../../controller/push/view.ts';
 import { PushClient } from '../../common/push-client.ts';
+import type { PushClientOptions } from '../../common/push-client.ts';
 import { createLogger } from '../../common/log.ts';
-import type { ProxyConfig } from '../../common/proxy-config.ts';
 import type { ProxyIdentity, Workload } from '../../common/wire.ts';
 import { PUSH_PATH } from '../../common/wire.ts';
 import { selfSignedLocalhost } from './fixtures/tls.ts';
@@ -33,9 +33,9 @@ function wl(name: string, ip: string): Workload {
   };
 }
 
-function view(workloads: Record<string, unknown>): ProxyView {
+function view(workloads: Record<string, unknown>, trustBundle = [selfSignedLocalhost().certPem]): ProxyView {
   return {
-    mesh: { trustDomain: 'cluster.local', trustBundle: [selfSignedLocalhost().certPem], rootNamespace: 'rondo-system' },
+    mesh: { trustDomain: 'cluster.local', trustBundle, rootNamespace: 'rondo-system' },
     resources: {
       workloads: new Map(Object.entries(workloads)),
       services: new Map(), authorizationPolicies: new Map(), peerAuthentications: new Map(), l7: new Map(),
@@ -58,7 +58,7 @@ async function setup(t: Test, initial: ProxyView, signCsr?: Signer, extra: { max
   let version = 0;
   const publish = (v: ProxyView): number => { current = v; server.publish(++version); return version; };
   const url = `wss://127.0.0.1:${server.address.port}`;
-  const client = (o: Partial<{ token: string; node: string; onConfig: (c: ProxyConfig) => void }> = {}): PushClient => {
+  const client = (o: Partial<{ token: string; node: string; onConfig: PushClientOptions['onConfig'] }> = {}): PushClient => {
     const c = new PushClient({
       url, token: o.token ?? TOKEN, proxy: { kind: 'node-agent', node: o.node ?? 'node-1' }, caPems: [tls.certPem],
       onConfig: o.onConfig ?? (() => undefined), log: quiet, backoff: { initialMs: 20, maxMs: 100 },
@@ -198,7 +198,7 @@ t.test('the push client keeps its config while the controller is away, then take
   const h = await setup(t, view({}));
   h.publish(view({ 'uid-a': wl('a', '10.244.1.2') }));
   const seen: number[] = [];
-  const c = h.client({ onConfig: (cfg) => seen.push(cfg.version) });
+  const c = h.client({ onConfig: (cfg) => { seen.push(cfg.version); } });
   c.start();
   await c.ready();
   await waitFor(() => h.server.proxies()[0]?.ackedVersion === 1, 'ack');
@@ -361,4 +361,64 @@ t.test('a proxy that stops answering pings is terminated at the next ping; one t
   t.equal(await deadClosed, 1006, 'terminated without a closing handshake');
   await roundTrip(live);
   t.equal(live.readyState, WebSocket.OPEN, 'the proxy that answered is kept');
+});
+
+t.test('after a NACK the controller resends what the proxy refused with the next change, so both agree on what it holds', async (t) => {
+  const h = await setup(t, view({}));
+  h.publish(view({ 'uid-a': wl('a', '10.244.1.2') }));
+  // The proxy cannot take a's new address at v2 (a transient failure on its side): it keeps the old a.
+  const c = h.client({ onConfig: (cfg) => (cfg.version === 2 ? [{ type: 'workloads', key: 'uid-a', reason: 'address 10.244.1.7 not usable yet' }] : []) });
+  c.start();
+  await c.ready();
+  const v2 = h.publish(view({ 'uid-a': wl('a', '10.244.1.7') }));
+  await waitFor(() => c.config?.version === v2, 'v2 answered');
+  t.same(c.config?.workloads.get('uid-a')?.ips, ['10.244.1.2'], 'the proxy kept its previous a');
+  for (let i = 0; i < 400 && (await h.metrics.nacks.get()).values.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  t.match((await h.metrics.nacks.get()).values, [{ labels: { type: 'workloads' }, value: 1 }], 'the controller got the NACK');
+  const v3 = h.publish(view({ 'uid-a': wl('a', '10.244.1.7'), 'uid-b': wl('b', '10.244.1.3') }));
+  await waitFor(() => c.config?.version === v3, 'v3');
+  t.same(c.config?.workloads.get('uid-a')?.ips, ['10.244.1.7'], 'a went out again with the next change and now applied');
+  t.ok(c.config?.workloads.has('uid-b'));
+  await waitFor(() => h.server.proxies()[0]?.ackedVersion === v3, 'v3 acked');
+});
+
+t.test('a refused trust bundle stays pending: every later delta carries the mesh again until the proxy takes it', async (t) => {
+  const good = [selfSignedLocalhost().certPem];
+  const bad = [...good, 'garbage'];
+  const h = await setup(t, view({}));
+  h.publish(view({ 'uid-a': wl('a', '10.244.1.2') }, good));
+  const c = h.client();
+  c.start();
+  await c.ready();
+  const nacked = async (): Promise<number> => (await h.metrics.nacks.get()).values.find((v) => v.labels['type'] === 'mesh')?.value ?? 0;
+  const v2 = h.publish(view({ 'uid-a': wl('a', '10.244.1.2'), 'uid-b': wl('b', '10.244.1.3') }, bad));
+  await waitFor(() => c.config?.version === v2, 'v2');
+  for (let i = 0; i < 400 && await nacked() < 1; i++) await new Promise((r) => setTimeout(r, 5));
+  t.ok(c.config?.workloads.has('uid-b'), 'the rest of v2 applied');
+  t.same(c.config?.mesh.trustBundle, good, 'the proxy kept its bundle');
+  const v3 = h.publish(view({ 'uid-a': wl('a', '10.244.1.2'), 'uid-b': wl('b', '10.244.1.3'), 'uid-c': wl('c', '10.244.1.4') }, bad));
+  await waitFor(() => c.config?.version === v3, 'v3');
+  for (let i = 0; i < 400 && await nacked() < 2; i++) await new Promise((r) => setTimeout(r, 5));
+  t.equal(await nacked(), 2, 'v3 carried the bad mesh again (the controller knows the proxy does not hold it) and was NACKed again');
+  t.not(h.server.proxies()[0]?.ackedVersion, v3, 'v3 is not reported as applied');
+  // A different bundle that loads (the same root, re-encoded with CRLF line ends).
+  const rotated = [...good, good[0]!.replace(/\n/g, '\r\n')];
+  const v4 = h.publish(view({ 'uid-a': wl('a', '10.244.1.2'), 'uid-b': wl('b', '10.244.1.3'), 'uid-c': wl('c', '10.244.1.4') }, rotated));
+  await waitFor(() => h.server.proxies()[0]?.ackedVersion === v4, 'v4 acked');
+  t.same(c.config?.mesh.trustBundle, rotated, 'a loadable bundle is taken');
+});
+
+t.test('a first snapshot whose mesh was refused is followed by a snapshot, not a delta the proxy has no base for', async (t) => {
+  const h = await setup(t, view({}));
+  h.publish(view({ 'uid-a': wl('a', '10.244.1.2') }, ['garbage']));
+  const c = h.client();
+  c.start();
+  for (let i = 0; i < 400 && (await h.metrics.nacks.get()).values.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  t.equal(c.config, undefined, 'nothing to serve from the refused snapshot');
+  await waitFor(() => h.server.proxies()[0]?.version === null, 'controller knows it holds nothing it can name');
+  h.publish(view({ 'uid-a': wl('a', '10.244.1.2') }));
+  const cfg = await c.ready();
+  t.ok(cfg.workloads.has('uid-a'));
+  const pushes = await h.metrics.pushes.get();
+  t.same(pushes.values.map((v) => [v.labels['type'], v.value]).sort(), [['snapshot', 2]], 'two snapshots, no delta (and no reconnect)');
 });
