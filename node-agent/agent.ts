@@ -62,7 +62,7 @@ interface Readiness { config: boolean; capture: boolean; certs: boolean; workers
  */
 export const WORKER_ENTRY = import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js';
 
-const PRIMARY_ONLY_METRICS = new Set(['rondo_agent_config_age_seconds', 'rondo_agent_config_version', 'rondo_agent_connected']);
+const PRIMARY_ONLY_METRICS = new Set(['rondo_agent_config_age_seconds', 'rondo_agent_config_version']);
 
 /** The node agent. `create()` binds and fails loudly; `run()` serves until SIGTERM; `close()` drains. */
 export class Agent {

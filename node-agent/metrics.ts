@@ -138,7 +138,6 @@ export class AgentMetrics {
   readonly #sent: Counter<string>;
   readonly #received: Counter<string>;
   readonly #configVersion: Gauge<string>;
-  readonly #connected: Gauge<string>;
   readonly #pool: Gauge<string>;
   readonly #refused: Counter<string>;
   readonly #audit: Counter<string>;
@@ -168,7 +167,6 @@ export class AgentMetrics {
       },
     });
     this.#configVersion = new Gauge({ name: 'rondo_agent_config_version', help: 'Version of the configuration being served', registers });
-    this.#connected = new Gauge({ name: 'rondo_agent_connected', help: '1 while connected to the controller, else 0', registers });
     this.#pool = new Gauge({
       name: 'rondo_agent_pool_connections',
       help: 'HBONE pool size: sessions (TLS connections) and streams (tunnelled connections)',
@@ -204,7 +202,6 @@ export class AgentMetrics {
         this.set(open.size);
       },
     });
-    this.#connected.set(0);
     this.#configVersion.set(0);
     if (o.processMetrics === true) collectProcessMetrics(this.registry);
   }
@@ -267,11 +264,6 @@ export class AgentMetrics {
   configApplied(version: number): void {
     this.#configVersion.set(version);
     this.#configAppliedAt = this.#now();
-  }
-
-  /** Records the controller connection state. */
-  setConnected(connected: boolean): void {
-    this.#connected.set(connected ? 1 : 0);
   }
 
   /** Records the HBONE pool size. */

@@ -75,6 +75,8 @@ t.test('agent: config, certificates, workers, health, admin, aggregated metrics,
   const text = await (await fetch(`http://127.0.0.1:${metrics}/metrics`)).text();
   t.match(text, /rondo_agent_refused_connections_total\{reason="unknown_destination"\} 1/);
   t.match(text, /rondo_agent_config_version [1-9]/);
+  t.match(text, /^rondo_push_connected 1$/m, 'the push connection state, from the push client');
+  t.notMatch(text, /rondo_agent_connected/, 'no second gauge that nothing sets');
   t.match(text, /rondo_cert_expiry_timestamp_seconds\{identity="spiffe:\/\/cluster.local\/ns\/demo\/sa\/web"\}/);
   t.same(await (await fetch(`http://127.0.0.1:${admin}/connections`)).json(), []);
 

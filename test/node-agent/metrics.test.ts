@@ -62,7 +62,6 @@ t.test('health metrics: config age and version, controller link, pools, refusals
   t.equal(sample(text, 'rondo_agent_config_age_seconds'), 5, 'counts from start-up before any config');
   m.configApplied(42);
   now += 2500;
-  m.setConnected(true);
   m.setPool('sessions', 3);
   m.setPool('streams', 17);
   m.refused('RONDO_E_POLICY_DENIED');
@@ -73,7 +72,6 @@ t.test('health metrics: config age and version, controller link, pools, refusals
   text = await m.exposition();
   t.equal(sample(text, 'rondo_agent_config_age_seconds'), 2.5);
   t.equal(sample(text, 'rondo_agent_config_version'), 42);
-  t.equal(sample(text, 'rondo_agent_connected'), 1);
   t.equal(sample(text, 'rondo_agent_pool_connections', 'kind="streams"'), 17);
   t.equal(sample(text, 'rondo_agent_refused_connections_total', 'reason="policy_denied"'), 1);
   t.equal(sample(text, 'rondo_agent_refused_connections_total', 'reason="source_not_enrolled"'), 1);
