@@ -20,7 +20,8 @@ import {
 import type { HostPort, InboundTunnel, PumpResult, ServerCredentials } from '../common/hbone.ts';
 import type { Service, Workload } from '../common/wire.ts';
 import type { AgentState } from './state.ts';
-import { decideOutbound, pickerKey, EndpointPicker } from './decide.ts';
+import { decideOutbound, pickerKey } from './decide.ts';
+import { EndpointPicker } from '../common/endpoint-picker.ts';
 import type { OutboundDecision } from './decide.ts';
 import { authorizeInbound } from './authz.ts';
 import { tcpLabels } from './metrics.ts';

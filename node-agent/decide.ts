@@ -16,11 +16,10 @@ import type { Service, Workload } from '../common/wire.ts';
 import type { ErrorCode } from '../common/errors.ts';
 import { formatSpiffeId } from '../common/spiffe.ts';
 import { PORTS, type HbonePort } from '../common/ports.ts';
-import { EndpointPicker, endpointKey } from './endpoint-picker.ts';
+import { endpointKey } from '../common/endpoint-picker.ts';
+import type { EndpointPicker } from '../common/endpoint-picker.ts';
 import type { AgentState } from './state.ts';
 import { keyOf } from './state.ts';
-
-export { EndpointPicker, endpointKey };
 
 /** Where a captured outbound connection goes. */
 export type OutboundDecision =

@@ -1,7 +1,8 @@
 import t from 'tap';
 import type { ProxyConfig } from '../../common/proxy-config.ts';
 import type { Service, Workload } from '../../common/wire.ts';
-import { decideOutbound, EndpointPicker, pickerKey, type OutboundDecision } from '../../node-agent/decide.ts';
+import { decideOutbound, pickerKey, type OutboundDecision } from '../../node-agent/decide.ts';
+import { EndpointPicker } from '../../common/endpoint-picker.ts';
 import { AgentState } from '../../node-agent/state.ts';
 
 const TD = 'cluster.local';
