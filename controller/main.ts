@@ -1,6 +1,7 @@
 /** Entry point of the controller process (see the contract: flags, ports, CA directory). */
 import { createLogger } from '../common/log.ts';
 import { RondoError, errorMessage } from '../common/errors.ts';
+import { installCrashHandlers } from '../common/crash.ts';
 import { USAGE, parseControllerFlags } from './flags.ts';
 import { CertificateAuthority } from './ca.ts';
 import { TokenFileAuthenticator } from './push/auth.ts';
@@ -17,6 +18,9 @@ async function main(): Promise<void> {
     return;
   }
   const log = createLogger('controller');
+  // Anything that escapes a handler ends the process; the Deployment restarts it and proxies
+  // keep serving their last config meanwhile (crash.ts).
+  installCrashHandlers({ log });
   const flags = parseControllerFlags(process.argv.slice(2));
   const ca = await CertificateAuthority.loadOrCreate({ dir: flags.caDir, trustDomain: flags.trustDomain, ttlSeconds: flags.certTtlSeconds });
   const tokenFile = await TokenFileAuthenticator.load(flags.tokens);

@@ -1,6 +1,7 @@
 /** `node node-agent/main.ts …`: starts the node agent (see flags.ts for the flags). */
 import { createLogger } from '../common/log.ts';
 import { errorMessage } from '../common/errors.ts';
+import { installCrashHandlers } from '../common/crash.ts';
 import { USAGE, parseAgentFlags } from './flags.ts';
 import { Agent } from './agent.ts';
 import { IdleReclaimer } from './reclaim.ts';
@@ -16,6 +17,9 @@ async function main(): Promise<void> {
     return;
   }
   const log = createLogger('node-agent');
+  // A connection's errors stay on its sockets; anything that escapes ends the process and
+  // the supervisor restarts it while the capture rules keep pods failing closed (crash.ts).
+  installCrashHandlers({ log });
   let flags;
   try {
     flags = parseAgentFlags(process.argv.slice(2));
@@ -23,9 +27,6 @@ async function main(): Promise<void> {
     process.stderr.write(`node-agent: ${errorMessage(e)}\n`);
     process.exit(2);
   }
-  // The agent must never crash on one bad connection: log and keep serving.
-  process.on('uncaughtException', (e) => log.error('uncaught exception (kept running)', { error: e, stack: e.stack }));
-  process.on('unhandledRejection', (e) => log.error('unhandled rejection (kept running)', { error: e instanceof Error ? e : String(e) }));
   const agent = await Agent.create({
     node: flags.node, controller: flags.controller, tokenFile: flags.tokenFile, caFile: flags.caFile, log,
     workers: flags.workers, adminPort: flags.adminPort, metricsPort: flags.metricsPort, drainMs: flags.drainMs, idleReclaimS: flags.idleReclaimS,

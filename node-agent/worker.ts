@@ -6,6 +6,7 @@
 import tls from 'node:tls';
 import { createLogger } from '../common/log.ts';
 import { errorMessage } from '../common/errors.ts';
+import { installCrashHandlers } from '../common/crash.ts';
 import { AgentState } from './state.ts';
 import { AgentMetrics } from './metrics.ts';
 import { DataPlane, STREAM_HIGH_WATER_MARK } from './dataplane.ts';
@@ -41,9 +42,9 @@ async function main(): Promise<void> {
   const send = (m: FromWorker): void => { process.send?.(m); };
   const settings = JSON.parse(process.argv[2] ?? '{}') as WorkerSettings;
   const log = createLogger(`node-agent.worker-${process.env['RONDO_WORKER_ID'] ?? process.pid}`);
-  // One bad connection must never take the worker (and its share of traffic) down.
-  process.on('uncaughtException', (e) => log.error('uncaught exception (kept running)', { error: e, stack: e.stack }));
-  process.on('unhandledRejection', (e) => log.error('unhandled rejection (kept running)', { error: e instanceof Error ? e : String(e) }));
+  // Errors on one connection stay on its sockets; anything that escapes ends this worker
+  // and the primary forks a clean one (its listeners' share goes to the others meanwhile).
+  installCrashHandlers({ log });
   const metrics = new AgentMetrics();
   const certs = new WorkerCerts();
   const accessLog = createAccessLog();
