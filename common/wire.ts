@@ -18,6 +18,8 @@
 import { deflateSync, inflateSync } from 'node:zlib';
 import { z } from 'zod';
 import { isSpiffeId } from './spiffe.ts';
+import { GRPCRouteSpec, HTTPRouteSpec } from './gateway-api.ts';
+import { TrafficPolicySpec } from './traffic-policy.ts';
 
 /** Largest message either side accepts; bigger frames close the connection (1009). */
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -122,14 +124,22 @@ export type Service = z.infer<typeof Service>;
 
 const stringMatchList = z.array(z.string().min(1)).optional();
 
+/**
+ * An ipBlocks entry: one address or a CIDR, IPv4 or IPv6, prefix length in range (host bits
+ * may be set, as Istio allows). A typo must be rejected, not silently match nobody.
+ */
+export const IpBlock = z.union([z.ipv4(), z.ipv6(), z.cidrv4(), z.cidrv6()], {
+  error: (iss) => `${JSON.stringify(iss.input)} is not an IP address or CIDR (e.g. 10.244.0.0/16, 192.0.2.7, fd00::/64; prefix at most /32 for IPv4, /128 for IPv6)`,
+});
+
 /** Who a rule applies to (Istio's `from.source`). Fields are ANDed, values within a field ORed. */
 export const PolicySource = z.strictObject({
   principals: stringMatchList,
   notPrincipals: stringMatchList,
   namespaces: stringMatchList,
   notNamespaces: stringMatchList,
-  ipBlocks: stringMatchList,
-  notIpBlocks: stringMatchList,
+  ipBlocks: z.array(IpBlock).optional(),
+  notIpBlocks: z.array(IpBlock).optional(),
 });
 export const PolicyOperation = z.strictObject({
   ports: z.array(port).optional(),
@@ -168,16 +178,21 @@ export const PeerAuthentication = z.strictObject({
 });
 export type PeerAuthentication = z.infer<typeof PeerAuthentication>;
 
+const l7Meta = { namespace: name, name };
+/** RFC 3339 `metadata.creationTimestamp` of a route: the oldest route wins precedence ties. */
+const creationTimestamp = z.iso.datetime({ offset: true }).optional();
+
 /**
- * Resources a waypoint needs but a node agent does not read (routes, traffic policies);
- * carried as validated-elsewhere JSON so the agent's schema does not grow with L7.
+ * Resources a waypoint needs but a node agent does not read: routes and traffic policies as
+ * their typed, validated specs (common/gateway-api.ts, common/traffic-policy.ts), so a proxy
+ * NACKs a bad one exactly as the controller rejects it; waypoint Gateways as they are.
  */
-export const L7Resource = z.strictObject({
-  kind: z.enum(['HTTPRoute', 'GRPCRoute', 'TrafficPolicy', 'Gateway']),
-  namespace: name,
-  name,
-  spec: z.record(z.string(), z.unknown()),
-});
+export const L7Resource = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('HTTPRoute'), ...l7Meta, creationTimestamp, spec: HTTPRouteSpec }),
+  z.strictObject({ kind: z.literal('GRPCRoute'), ...l7Meta, creationTimestamp, spec: GRPCRouteSpec }),
+  z.strictObject({ kind: z.literal('TrafficPolicy'), ...l7Meta, spec: TrafficPolicySpec }),
+  z.strictObject({ kind: z.literal('Gateway'), ...l7Meta, spec: z.record(z.string(), z.unknown()) }),
+]);
 export type L7Resource = z.infer<typeof L7Resource>;
 
 /** Mesh-wide settings. */

@@ -13,7 +13,8 @@ import type { ProxyView } from '../push/view.ts';
 import { LABELS, type InvalidResource } from './labels.ts';
 import { podToWorkload, type PodResult } from './workloads.ts';
 import { serviceToWire, type ServiceResult } from './services.ts';
-import { L7_KINDS, toAuthorizationPolicy, toL7, toPeerAuthentication } from './policies.ts';
+import { toAuthorizationPolicy, toPeerAuthentication } from './policies.ts';
+import { L7_KINDS, ROUTE_KINDS, isOurRoute, toL7, waypointGateways } from './l7.ts';
 
 /** Mesh-wide inputs of the model. */
 export interface MeshOptions {
@@ -50,7 +51,7 @@ export class ModelBuilder {
   #mesh: MeshConfig;
   #pods = new Map<string, PodCacheEntry>();
   #svcs = new Map<string, SvcCacheEntry>();
-  #objCache = new WeakMap<KubeObject, { value: unknown } | { error: string } | { skip: string }>();
+  #objCache = new WeakMap<KubeObject, { value: unknown } | { error: string; statusReason?: string } | { skip: string }>();
   #prev: MeshSnapshot | undefined;
 
   constructor(o: MeshOptions) {
@@ -131,8 +132,11 @@ export class ModelBuilder {
     const authorizationPolicies = this.#convertAll(store, 'AuthorizationPolicy', toAuthorizationPolicy, invalid, (v) => `${v.namespace}/${v.name}`);
     const peerAuthentications = this.#convertAll(store, 'PeerAuthentication', toPeerAuthentication, invalid, (v) => `${v.namespace}/${v.name}`);
     const l7 = new Map<string, L7Resource>();
+    const waypoints = waypointGateways(store);
+    const ours = (o: KubeObject): boolean => isOurRoute(o, waypoints);
     for (const kind of L7_KINDS) {
-      for (const [k, v] of this.#convertAll(store, kind, toL7, invalid, (r) => `${r.kind}/${r.namespace}/${r.name}`)) l7.set(k, v);
+      const include = ROUTE_KINDS.has(kind) ? ours : undefined;
+      for (const [k, v] of this.#convertAll(store, kind, toL7, invalid, (r) => `${r.kind}/${r.namespace}/${r.name}`, include)) l7.set(k, v);
     }
 
     invalid.sort((a, b) => `${a.kind}/${a.namespace ?? ''}/${a.name}`.localeCompare(`${b.kind}/${b.namespace ?? ''}/${b.name}`));
@@ -157,19 +161,21 @@ export class ModelBuilder {
   #convertAll<T>(
     store: StoreReader,
     kind: string,
-    convert: (o: KubeObject) => { value: T } | { error: string } | { skip: string },
+    convert: (o: KubeObject) => { value: T } | { error: string; statusReason?: string } | { skip: string },
     invalid: InvalidResource[],
     keyOf: (v: T) => string,
+    include?: (o: KubeObject) => boolean,
   ): Map<string, T> {
     const out = new Map<string, T>();
     for (const obj of store.list(kind).values()) {
-      let r = this.#objCache.get(obj) as { value: T } | { error: string } | { skip: string } | undefined;
+      if (include !== undefined && !include(obj)) continue;
+      let r = this.#objCache.get(obj) as { value: T } | { error: string; statusReason?: string } | { skip: string } | undefined;
       if (r === undefined) {
         r = convert(obj);
         this.#objCache.set(obj, r);
       }
       if ('value' in r) out.set(keyOf(r.value), r.value);
-      else if ('error' in r) invalid.push({ kind, namespace: obj.metadata.namespace, name: obj.metadata.name, reason: r.error });
+      else if ('error' in r) invalid.push({ kind, namespace: obj.metadata.namespace, name: obj.metadata.name, reason: r.error, ...(r.statusReason !== undefined ? { statusReason: r.statusReason } : {}) });
     }
     return out;
   }
@@ -228,14 +234,17 @@ function waypointView(snap: MeshSnapshot, wpNs: string, wpName: string): ProxyVi
   const services = new Map<string, Service>();
   const workloads = new Map<string, Workload>();
   const namespaces = new Set<string>([wpNs, snap.mesh.rootNamespace]);
-  for (const [k, s] of snap.resources.services) {
-    if (!uses(s.waypoint)) continue;
-    services.set(k, s);
-    namespaces.add(s.namespace);
+  const addEndpoints = (s: Service): void => {
     for (const ep of s.endpoints) {
       const w = snap.resources.workloads.get(ep.workloadUid);
       if (w !== undefined) workloads.set(w.uid, w);
     }
+  };
+  for (const [k, s] of snap.resources.services) {
+    if (!uses(s.waypoint)) continue;
+    services.set(k, s);
+    namespaces.add(s.namespace);
+    addEndpoints(s);
   }
   for (const w of snap.resources.workloads.values()) if (uses(w.waypoint)) workloads.set(w.uid, w);
   const inNs = <T extends { namespace: string }>(m: ReadonlyMap<string, T>): Map<string, T> => {
@@ -243,6 +252,22 @@ function waypointView(snap: MeshSnapshot, wpNs: string, wpName: string): ProxyVi
     for (const [k, v] of m) if (namespaces.has(v.namespace)) out.set(k, v);
     return out;
   };
+  // Consumer routes live in their callers' namespaces, not the service's: they come along
+  // because they attach to a service of this waypoint.
+  const l7 = new Map<string, L7Resource>();
+  for (const [k, r] of snap.resources.l7) {
+    if (namespaces.has(r.namespace) || serviceParents(r).some((key) => services.has(key))) l7.set(k, r);
+  }
+  // The waypoint sends to the routes' backends, which need not use it: it needs their endpoints.
+  for (const r of l7.values()) {
+    for (const key of backendServices(r)) {
+      const s = snap.resources.services.get(key);
+      if (s !== undefined && !services.has(key)) {
+        services.set(key, s);
+        addEndpoints(s);
+      }
+    }
+  }
   return {
     mesh: snap.mesh,
     resources: {
@@ -250,7 +275,31 @@ function waypointView(snap: MeshSnapshot, wpNs: string, wpName: string): ProxyVi
       services,
       authorizationPolicies: inNs(snap.resources.authorizationPolicies),
       peerAuthentications: inNs(snap.resources.peerAuthentications),
-      l7: inNs(snap.resources.l7),
+      l7,
     },
   };
+}
+
+/** `<namespace>/<name>` of the Services a route names as parents. */
+function serviceParents(r: L7Resource): string[] {
+  if (r.kind !== 'HTTPRoute' && r.kind !== 'GRPCRoute') return [];
+  return (r.spec.parentRefs ?? []).filter((p) => p.kind === 'Service' && p.group === '').map((p) => `${p.namespace ?? r.namespace}/${p.name}`);
+}
+
+/** `<namespace>/<name>` of the Services a route sends to (backends and mirrors, per rule and per backend). */
+function backendServices(r: L7Resource): string[] {
+  if (r.kind !== 'HTTPRoute' && r.kind !== 'GRPCRoute') return [];
+  const out: string[] = [];
+  const ref = (b: { namespace?: string | undefined; name: string }): void => { out.push(`${b.namespace ?? r.namespace}/${b.name}`); };
+  const mirrors = (filters: readonly { type: string; requestMirror?: { backendRef: { namespace?: string | undefined; name: string } } }[] | undefined): void => {
+    for (const f of filters ?? []) if (f.requestMirror !== undefined) ref(f.requestMirror.backendRef);
+  };
+  for (const rule of r.spec.rules) {
+    mirrors(rule.filters);
+    for (const b of rule.backendRefs ?? []) {
+      ref(b);
+      mirrors(b.filters);
+    }
+  }
+  return out;
 }

@@ -16,6 +16,8 @@ export interface InvalidResource {
   namespace: string | undefined;
   name: string;
   reason: string;
+  /** Status condition reason when not the generic `Invalid` (e.g. `UnsupportedValue`). */
+  statusReason?: string;
 }
 
 /** Reads a string map field (labels) defensively: sources may deliver anything. */

@@ -1,15 +1,18 @@
 /**
- * Rondo CRDs and Gateway API objects -> wire policies and L7 resources (pure). Specs are
- * validated with zod (unknown fields rejected, so a typo is reported instead of silently
- * widening a policy); a bad resource is rejected alone with a reason.
+ * Rondo security CRDs -> wire policies (pure). Specs are validated with zod (unknown fields
+ * rejected, so a typo is reported instead of silently widening a policy; ipBlocks must be
+ * IPs or CIDRs); a bad resource is rejected alone with a reason. L7 kinds: l7.ts.
  */
 import { z } from 'zod';
-import { AuthorizationPolicy, PeerAuthentication, L7Resource, describeZodError } from '../../common/wire.ts';
+import { AuthorizationPolicy, IpBlock, PeerAuthentication, describeZodError } from '../../common/wire.ts';
 import type { PolicyRule } from '../../common/wire.ts';
 import type { KubeObject } from '../sources/types.ts';
 
-/** Result of converting one policy-like object. */
-export type PolicyResult<T> = { value: T } | { error: string };
+/**
+ * Result of converting one policy-like object; `statusReason` is the status condition reason
+ * when it is not the generic `Invalid` (e.g. Gateway API `UnsupportedValue`).
+ */
+export type PolicyResult<T> = { value: T } | { error: string; statusReason?: string };
 
 const strList = z.array(z.string().min(1)).optional();
 const portish = z.union([z.int().min(1).max(65535), z.string().regex(/^\d{1,5}$/, 'must be a port number').transform(Number)]);
@@ -22,7 +25,7 @@ const AuthzSpec = z.strictObject({
     from: z.array(z.strictObject({
       source: z.strictObject({
         principals: strList, notPrincipals: strList, namespaces: strList, notNamespaces: strList,
-        ipBlocks: strList, notIpBlocks: strList,
+        ipBlocks: z.array(IpBlock).optional(), notIpBlocks: z.array(IpBlock).optional(),
       }),
     })).optional(),
     to: z.array(z.strictObject({
@@ -70,26 +73,6 @@ export function toPeerAuthentication(obj: KubeObject): PolicyResult<PeerAuthenti
   const s = PeerAuthSpec.safeParse(obj.spec ?? {});
   if (!s.success) return { error: `spec: ${describeZodError(s.error)}` };
   const out = PeerAuthentication.safeParse(clean({ namespace: ns, name: obj.metadata.name, selector: s.data.selector?.matchLabels, mode: s.data.mtls.mode }));
-  if (!out.success) return { error: describeZodError(out.error) };
-  return { value: Object.freeze(out.data) };
-}
-
-/** Kinds carried to waypoints as L7 resources. */
-export const L7_KINDS = ['HTTPRoute', 'GRPCRoute', 'TrafficPolicy', 'Gateway'] as const;
-
-/**
- * HTTPRoute/GRPCRoute/TrafficPolicy/waypoint Gateway -> L7Resource. The waypoint validates
- * the details; here only the envelope is checked (and Gateways of other classes are skipped).
- */
-export function toL7(obj: KubeObject): PolicyResult<L7Resource> | { skip: string } {
-  const ns = obj.metadata.namespace;
-  if (ns === undefined) return { error: 'metadata.namespace: missing' };
-  const spec = obj.spec;
-  if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) return { error: 'spec: must be an object' };
-  if (obj.kind === 'Gateway' && (spec as { gatewayClassName?: unknown }).gatewayClassName !== 'rondo-waypoint') {
-    return { skip: 'not a rondo-waypoint Gateway' };
-  }
-  const out = L7Resource.safeParse({ kind: obj.kind, namespace: ns, name: obj.metadata.name, spec });
   if (!out.success) return { error: describeZodError(out.error) };
   return { value: Object.freeze(out.data) };
 }

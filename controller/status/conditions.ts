@@ -6,6 +6,7 @@
 import type { StoreReader } from '../store.ts';
 import type { InvalidResource } from '../model/labels.ts';
 import type { KubeObject } from '../sources/types.ts';
+import { isOurParentRef, rawParentRefs, waypointGateways } from '../model/l7.ts';
 
 /** Where a kind's status lives on the API and how its conditions are shaped. */
 export interface StatusKind {
@@ -62,7 +63,7 @@ function accepted(invalid: InvalidResource | undefined, generation: number | und
   return {
     type: 'Accepted',
     status,
-    reason: invalid === undefined ? 'Accepted' : 'Invalid',
+    reason: invalid === undefined ? 'Accepted' : (invalid.statusReason ?? 'Invalid'),
     message: invalid === undefined ? 'Accepted by the Rondo controller' : invalid.reason,
     ...(generation !== undefined ? { observedGeneration: generation } : {}),
     lastTransitionTime: prev?.status === status ? prev.lastTransitionTime : now,
@@ -84,15 +85,16 @@ export function planStatus(store: StoreReader, invalid: readonly InvalidResource
   for (const r of invalid) bad.set(`${r.kind}/${r.namespace ?? ''}/${r.name}`, r);
   const out: StatusPatch[] = [];
   const ts = now.toISOString().replace(/\.\d+Z$/, 'Z');
+  const waypoints = waypointGateways(store);
   for (const [kind, sk] of Object.entries(STATUS_KINDS)) {
     for (const obj of store.list(kind).values()) {
       const ns = obj.metadata.namespace;
       if (ns === undefined) continue;
       const key = `${kind}/${ns}/${obj.metadata.name}`;
       const inv = bad.get(key);
-      const p = sk.shape === 'conditions' ? planConditions(obj, inv, ts) : planParents(obj, inv, ts);
+      const p = sk.shape === 'conditions' ? planConditions(obj, inv, ts) : planParents(obj, inv, ts, waypoints);
       if (p === undefined) continue;
-      const signature = `${obj.metadata.uid ?? ''}/${obj.metadata.generation ?? ''}/${inv === undefined ? 'True' : 'False'}/${inv?.reason ?? ''}`;
+      const signature = `${obj.metadata.uid ?? ''}/${obj.metadata.generation ?? ''}/${inv === undefined ? 'True' : 'False'}/${inv?.statusReason ?? ''}/${inv?.reason ?? ''}`;
       if (written.get(key) === signature) continue;
       out.push({ kind, namespace: ns, name: obj.metadata.name, body: { status: p }, signature, accepted: inv === undefined });
     }
@@ -114,9 +116,9 @@ function planConditions(obj: KubeObject, inv: InvalidResource | undefined, now: 
   return { conditions: [...conds.filter((c) => c.type !== 'Accepted'), want] };
 }
 
-function planParents(obj: KubeObject, inv: InvalidResource | undefined, now: string): Record<string, unknown> | undefined {
-  const spec = obj.spec !== null && typeof obj.spec === 'object' ? (obj.spec as { parentRefs?: unknown }) : {};
-  const refs = Array.isArray(spec.parentRefs) ? spec.parentRefs as unknown[] : [];
+function planParents(obj: KubeObject, inv: InvalidResource | undefined, now: string, waypoints: ReadonlySet<string>): Record<string, unknown> | undefined {
+  // Only the parents that are Rondo's: another implementation's Gateway reports its own status.
+  const refs = rawParentRefs(obj).filter((r) => isOurParentRef(r, obj.metadata.namespace ?? '', waypoints));
   if (refs.length === 0) return undefined; // route status is per parent: nothing to attach it to
   const parents = Array.isArray(statusOf(obj)['parents']) ? statusOf(obj)['parents'] as ParentStatus[] : [];
   const ours = parents.filter((p) => p.controllerName === CONTROLLER_NAME);

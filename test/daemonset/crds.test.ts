@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { KIND_INFO } from '../../controller/sources/kubernetes-kinds.ts';
 import type { WatchedKind } from '../../controller/sources/types.ts';
+import { z } from 'zod';
+import { TrafficPolicySpec } from '../../common/traffic-policy.ts';
 
 const DIR = join(import.meta.dirname, '../../daemonset/crds');
 
@@ -170,5 +172,60 @@ t.test('the walker itself catches non-structural schemas', (t) => {
   t.match(structuralProblems({ type: 'object', properties: { a: { description: 'no type' }, b: { type: 'array' } }, required: ['c'] }, 'x'),
     [/required c not in properties/, /x\.a: no type/, /x\.b: array without items/]);
   t.same(structuralProblems({ type: 'string', enum: ['A'], default: 'B' }, 'x'), ['x(default): must be one of A']);
+  t.end();
+});
+
+/** Field names of a zod schema, unwrapping optional/default/array/pipe layers; undefined for leaves. */
+function zodFields(s: z.ZodType): Map<string, z.ZodType> | undefined {
+  if (s instanceof z.ZodOptional || s instanceof z.ZodDefault) return zodFields(s.unwrap() as z.ZodType);
+  if (s instanceof z.ZodArray) return zodFields(s.element as z.ZodType);
+  if (s instanceof z.ZodPipe) return zodFields(s.out as z.ZodType);
+  if (s instanceof z.ZodObject) return new Map(Object.entries(s.shape));
+  return undefined;
+}
+function crdFields(s: Schema): Map<string, Schema> | undefined {
+  const inner = s['type'] === 'array' ? (s['items'] as Schema) : s;
+  const props = inner['properties'] as Record<string, Schema> | undefined;
+  return props === undefined ? undefined : new Map(Object.entries(props));
+}
+function fieldDiff(crd: Schema, zs: z.ZodType, path: string): string[] {
+  const a = crdFields(crd);
+  const b = zodFields(zs);
+  if (a === undefined || b === undefined) return a === b ? [] : [`${path}: ${a === undefined ? 'leaf in the CRD' : 'leaf in the schema'}`];
+  const out: string[] = [];
+  for (const k of a.keys()) if (!b.has(k)) out.push(`${path}.${k}: in the CRD only`);
+  for (const k of b.keys()) if (!a.has(k)) out.push(`${path}.${k}: in the schema only`);
+  for (const [k, v] of a) { const w = b.get(k); if (w !== undefined) out.push(...fieldDiff(v, w, `${path}.${k}`)); }
+  return out;
+}
+
+t.test('TrafficPolicy: the CRD and the schema the controller and waypoint validate with have the same fields and agree on values', (t) => {
+  const spec = (schemaOf('TrafficPolicy')['properties'] as Record<string, Schema>)['spec'] as Schema;
+  t.same(fieldDiff(spec, TrafficPolicySpec, 'spec'), [], 'same field tree');
+  const ref = [{ group: '', kind: 'Service', name: 'web' }];
+  const samples: unknown[] = [
+    { targetRefs: ref, connectionPool: { maxConnections: 100, maxPendingRequests: 0, maxRequestsPerConnection: 0, connectTimeout: '2s', idleTimeout: '0s' } },
+    { targetRefs: ref, outlierDetection: { consecutiveFailures: 5, interval: '10s', baseEjectionTime: '30s', maxEjectionPercent: 100 } },
+    { targetRefs: ref, retryBudget: { percent: 20, minRetriesPerSecond: 0, ttl: '10s' }, rateLimit: { requestsPerSecond: 1 }, loadBalancer: { algorithm: 'RoundRobin' } },
+    { targetRefs: [] }, { loadBalancer: {} }, { targetRefs: ref, outlierDetection: { maxEjectionPercent: 101 } },
+    { targetRefs: ref, connectionPool: { maxConnections: 0 } }, { targetRefs: ref, connectionPool: { idleTimeout: '1.5s' } },
+    { targetRefs: ref, rateLimit: { burst: 2 } }, { targetRefs: ref, rateLimit: { requestsPerSecond: 0 } },
+    { targetRefs: ref, loadBalancer: { algorithm: 'Random' } }, { targetRefs: [{ group: '', kind: 'Pod', name: 'x' }] },
+    { targetRefs: ref, retryBudget: { percent: -1 } }, { targetRefs: ref, extra: 1 },
+  ];
+  for (const s of samples) {
+    const crdOk = check('TrafficPolicy', s).length === 0;
+    t.equal(TrafficPolicySpec.safeParse(s).success, crdOk, `${JSON.stringify(s)}: ${crdOk ? 'accepted' : 'rejected'} by both`);
+  }
+  // Rules only CEL can state (the walker above does not run CEL): the schema enforces them,
+  // the CRD must carry them too.
+  t.notOk(TrafficPolicySpec.safeParse({ targetRefs: [{ group: '', kind: 'HTTPRoute', name: 'r' }] }).success, 'a route target needs the Gateway API group');
+  t.notOk(TrafficPolicySpec.safeParse({ targetRefs: ref, outlierDetection: { interval: '0s' } }).success, 'a zero interval');
+  const props = spec['properties'] as Record<string, Schema>;
+  const sub = (o: string, f: string): Schema => ((props[o]?.['properties'] as Record<string, Schema>)[f]) as Schema;
+  t.match((props['targetRefs']?.['items'] as Schema)['x-kubernetes-validations'], [{ rule: /self\.kind == 'Service' \? self\.group == ''/ }]);
+  for (const [o, f] of [['connectionPool', 'connectTimeout'], ['outlierDetection', 'interval'], ['outlierDetection', 'baseEjectionTime'], ['retryBudget', 'ttl']] as const) {
+    t.match(sub(o, f)['x-kubernetes-validations'], [{ rule: "duration(self) > duration('0s')" }], `${o}.${f} must be more than 0 in the CRD too`);
+  }
   t.end();
 });
