@@ -85,11 +85,14 @@ export class CertificateAuthority {
   readonly #caNotAfter: number;
   /** Certificates sent after the leaf: the intermediate chain (empty when signing with the root). */
   readonly #chainTail: string[];
-  readonly #bundle: string[];
+  readonly #dir: string;
+  /** The roots of root-cert.pem (or the self-made root): always first in the bundle. */
+  readonly #roots: string[];
+  #bundle: string[];
   readonly #now: () => number;
 
   private constructor(o: {
-    opts: CaOptions; caCertPem: string; signingKey: webcrypto.CryptoKey; signingAlg: SignAlg; chainTail: string[]; bundle: string[];
+    opts: CaOptions; caCertPem: string; signingKey: webcrypto.CryptoKey; signingAlg: SignAlg; chainTail: string[]; roots: string[]; bundle: string[];
   }) {
     this.trustDomain = o.opts.trustDomain;
     this.ttlSeconds = o.opts.ttlSeconds;
@@ -99,6 +102,8 @@ export class CertificateAuthority {
     this.#caCert = new x509.X509Certificate(o.caCertPem);
     this.#caNotAfter = this.#caCert.notAfter.getTime();
     this.#chainTail = o.chainTail;
+    this.#dir = o.opts.dir;
+    this.#roots = o.roots;
     this.#bundle = o.bundle;
     this.#now = o.opts.now ?? Date.now;
   }
@@ -186,22 +191,22 @@ export class CertificateAuthority {
     if (caX.validToDate.getTime() <= now) throw caError(`CA certificate ${nameOf(caX)} in ${dir} expired at ${caX.validTo}; rotate the root`);
     const { key, alg } = importSigningKey(keyObj);
 
-    const bundle: string[] = [];
-    const seen = new Set<string>();
-    const extra = readdirSync(dir).filter((f) => /^trust-bundle-.*\.pem$/.test(f)).sort();
-    for (const pem of [...roots, ...extra.flatMap((f) => splitPem(readPem(p(f))))]) {
-      const fp = new X509Certificate(pem).fingerprint256;
-      if (!seen.has(fp)) {
-        seen.add(fp);
-        bundle.push(pem);
-      }
-    }
-    return new CertificateAuthority({ opts, caCertPem, signingKey: key, signingAlg: alg, chainTail, bundle });
+    const bundle = readTrustBundle(dir, roots);
+    return new CertificateAuthority({ opts, caCertPem, signingKey: key, signingAlg: alg, chainTail, roots, bundle });
   }
 
   /** PEM roots every proxy must trust (the active root first, then roots kept for rotation). */
   get trustBundle(): string[] {
     return [...this.#bundle];
+  }
+
+  /**
+   * Re-reads the trust-bundle-*.pem files (a root being added before it signs, or an old one
+   * dropped after rotation) without a restart. Throws RONDO_E_CA_INVALID naming the file
+   * when one does not hold CA certificates; the bundle in force then stays.
+   */
+  reloadTrustBundle(): void {
+    this.#bundle = readTrustBundle(this.#dir, this.#roots);
   }
 
   /**
@@ -278,6 +283,32 @@ export class CertificateAuthority {
         : await x509.AuthorityKeyIdentifierExtension.create(this.#caCert.publicKey),
     ];
   }
+}
+
+/** The active roots, then every CA certificate of `dir`/trust-bundle-*.pem, deduplicated. */
+function readTrustBundle(dir: string, roots: string[]): string[] {
+  const bundle: string[] = [];
+  const seen = new Set<string>();
+  const add = (pem: string, from: string): void => {
+    let c: X509Certificate;
+    try {
+      c = new X509Certificate(pem);
+    } catch (e) {
+      throw caError(`${from} holds a certificate that cannot be parsed: ${errorMessage(e)}`, e);
+    }
+    if (!c.ca) throw caError(`${from} holds ${nameOf(c)}, which is not a CA certificate: a trust bundle file may only hold roots`);
+    if (seen.has(c.fingerprint256)) return;
+    seen.add(c.fingerprint256);
+    bundle.push(pem);
+  };
+  for (const pem of roots) add(pem, join(dir, 'root-cert.pem'));
+  for (const f of readdirSync(dir).filter((n) => /^trust-bundle-.*\.pem$/.test(n)).sort()) {
+    const path = join(dir, f);
+    const pems = splitPem(readPem(path));
+    if (pems.length === 0) throw caError(`${path} holds no PEM certificate`);
+    for (const pem of pems) add(pem, path);
+  }
+  return bundle;
 }
 
 async function createRoot(now: number): Promise<{ keyPem: string; certPem: string }> {

@@ -3,6 +3,7 @@
  * push server; the CA signs CSRs after a node-authorization check; :15014 serves metrics,
  * health and debug. create() binds everything and fails loudly; close() is idempotent.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../common/log.ts';
 import type { ProxyIdentity } from '../common/wire.ts';
@@ -23,6 +24,8 @@ export interface CaLike {
   signCsr(csrPem: string, expectedIdentity: string): Promise<string[]>;
   issueServing(o: { ips: string[]; dnsNames: string[] }): Promise<{ keyPem: string; chain: string[] }>;
   readonly trustBundle: string[];
+  /** Re-reads the roots to trust (rotation without a restart); throws when they do not load. */
+  reloadTrustBundle?(): void;
 }
 
 /** Options of Controller.create(). */
@@ -51,6 +54,17 @@ export interface ControllerOptions {
   onInvalid?: (invalid: readonly InvalidResource[]) => void;
   /** Writes status conditions after every build (Kubernetes); absent for the file source. */
   status?: StatusWriter;
+  /**
+   * How often the CA's trust bundle is re-read; a change is pushed to every proxy
+   * (default 5000 ms; 0: only at start-up and on refreshTrustBundle()).
+   */
+  trustBundleRefreshMs?: number;
+  /**
+   * TEST ONLY, never in production: when this file exists, its whole content is appended,
+   * unchecked, to the trust bundle pushed to proxies (read with the CA's bundle), so tests
+   * can see proxies refuse a bundle they cannot load. Off unless given.
+   */
+  debugUncheckedTrustBundleFile?: string;
 }
 
 /** The running controller. */
@@ -65,6 +79,9 @@ export class Controller {
   #snapshot: MeshSnapshot | undefined;
   #version = 0;
   #timer: NodeJS.Timeout | undefined;
+  #bundleTimer: NodeJS.Timeout | undefined;
+  /** The trust bundle the model pushes (the CA's, plus the test-only extra entry). */
+  #bundle: string[];
   #firstDirtyAt = 0;
   #invalidKeys = new Set<string>();
   #closing: Promise<void> | undefined;
@@ -75,7 +92,8 @@ export class Controller {
     this.#o = o;
     this.store = new ObjectStore();
     this.metrics = o.metrics ?? createControllerMetrics(o.registry !== undefined ? { registry: o.registry } : { defaults: true });
-    this.#builder = new ModelBuilder({ trustDomain: o.trustDomain, trustBundle: o.ca.trustBundle, ...(o.rootNamespace !== undefined ? { rootNamespace: o.rootNamespace } : {}) });
+    this.#bundle = this.#pushedBundle();
+    this.#builder = new ModelBuilder({ trustDomain: o.trustDomain, trustBundle: this.#bundle, ...(o.rootNamespace !== undefined ? { rootNamespace: o.rootNamespace } : {}) });
     this.#sources = o.sources(this.store);
   }
 
@@ -117,7 +135,47 @@ export class Controller {
       },
       log: o.log.child('http'),
     });
+    const refreshMs = o.trustBundleRefreshMs ?? 5000;
+    if (refreshMs > 0) {
+      this.#bundleTimer = setInterval(() => this.refreshTrustBundle(), refreshMs);
+      this.#bundleTimer.unref();
+    }
     o.log.info('controller ready', { push: `${o.listen}:${push.address.port}`, http: `${o.listen}:${this.#http.port}`, version: this.#version });
+  }
+
+  /**
+   * Re-reads the CA's trust bundle (trust-bundle-*.pem added for a root rotation, or
+   * removed after it) and, when it changed, builds a version that carries it to every
+   * proxy. A bundle that does not load is logged and the one in force stays. Returns
+   * whether the pushed bundle changed.
+   */
+  refreshTrustBundle(): boolean {
+    if (this.#closing !== undefined) return false;
+    try {
+      this.#o.ca.reloadTrustBundle?.();
+    } catch (e) {
+      this.#o.log.error('trust bundle not reloaded; the one in force stays', { err: e instanceof Error ? e : errorMessage(e) });
+      return false;
+    }
+    const bundle = this.#pushedBundle();
+    if (bundle.length === this.#bundle.length && bundle.every((pem, i) => pem === this.#bundle[i])) return false;
+    this.#o.log.info('trust bundle changed; pushing it to every proxy', { roots: bundle.length, was: this.#bundle.length });
+    this.#bundle = bundle;
+    this.#builder.setTrustBundle(bundle);
+    this.#schedule();
+    return true;
+  }
+
+  #pushedBundle(): string[] {
+    const file = this.#o.debugUncheckedTrustBundleFile;
+    if (file === undefined || !existsSync(file)) return this.#o.ca.trustBundle;
+    let extra = '';
+    try {
+      extra = readFileSync(file, 'utf8');
+    } catch (e) {
+      this.#o.log.warn('test-only trust bundle file unreadable; ignored', { file, err: e instanceof Error ? e : errorMessage(e) });
+    }
+    return extra === '' ? this.#o.ca.trustBundle : [...this.#o.ca.trustBundle, extra];
   }
 
   /** The latest snapshot. */
@@ -162,6 +220,7 @@ export class Controller {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       if (this.#timer !== undefined) clearTimeout(this.#timer);
+      if (this.#bundleTimer !== undefined) clearInterval(this.#bundleTimer);
       for (const s of this.#sources) await s.close().catch(() => undefined);
       await this.#o.status?.close();
       await this.#push?.close();

@@ -18,10 +18,12 @@ export interface ControllerFlags {
   debounceMs: number;
   pushPort: number;
   metricsPort: number;
+  /** TEST ONLY: a file whose content is pushed, unchecked, as an extra trust bundle entry. */
+  debugUncheckedTrustBundleFile: string | undefined;
 }
 
 /** Usage text printed with flag errors. */
-export const USAGE = `usage: node controller/main.ts (--files <stateDir> | --kubeconfig <file|default>) --listen <ip> --ca-dir <dir> --tokens <tokens.json> [--trust-domain cluster.local] [--cert-ttl <seconds>] [--debounce-ms 50] [--push-port ${PORTS.controllerPush}] [--metrics-port ${PORTS.controllerHttp}]`;
+export const USAGE = `usage: node controller/main.ts (--files <stateDir> | --kubeconfig <file|default>) --listen <ip> --ca-dir <dir> --tokens <tokens.json> [--trust-domain cluster.local] [--cert-ttl <seconds>] [--debounce-ms 50] [--push-port ${PORTS.controllerPush}] [--metrics-port ${PORTS.controllerHttp}] [--debug-unchecked-trust-bundle-file <file> (tests only)]`;
 
 function int(name: string, v: string | undefined, def: number, min: number, max: number): number {
   if (v === undefined) return def;
@@ -42,7 +44,7 @@ export function parseControllerFlags(argv: string[]): ControllerFlags {
       options: {
         files: { type: 'string' }, kubeconfig: { type: 'string' }, listen: { type: 'string' }, 'ca-dir': { type: 'string' }, tokens: { type: 'string' },
         'trust-domain': { type: 'string' }, 'cert-ttl': { type: 'string' }, 'debounce-ms': { type: 'string' },
-        'push-port': { type: 'string' }, 'metrics-port': { type: 'string' },
+        'push-port': { type: 'string' }, 'metrics-port': { type: 'string' }, 'debug-unchecked-trust-bundle-file': { type: 'string' },
       },
     }) as { values: Record<string, string | undefined> });
   } catch (e) {
@@ -73,5 +75,6 @@ export function parseControllerFlags(argv: string[]): ControllerFlags {
     debounceMs: int('debounce-ms', values['debounce-ms'], 50, 0, 60_000),
     pushPort: int('push-port', values['push-port'], PORTS.controllerPush, 0, 65535),
     metricsPort: int('metrics-port', values['metrics-port'], PORTS.controllerHttp, 0, 65535),
+    debugUncheckedTrustBundleFile: values['debug-unchecked-trust-bundle-file'] === '' ? undefined : values['debug-unchecked-trust-bundle-file'],
   };
 }

@@ -42,6 +42,7 @@ async function main(): Promise<void> {
     metricsPort: flags.metricsPort,
     trustDomain: flags.trustDomain,
     debounceMs: flags.debounceMs,
+    ...(flags.debugUncheckedTrustBundleFile !== undefined ? { debugUncheckedTrustBundleFile: flags.debugUncheckedTrustBundleFile } : {}),
     authenticator,
     ca,
     log,

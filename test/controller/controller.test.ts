@@ -4,6 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Controller } from '../../controller/controller.ts';
+import type { ControllerOptions } from '../../controller/controller.ts';
 import { CertificateAuthority } from '../../controller/ca.ts';
 import { TokenFileAuthenticator } from '../../controller/push/auth.ts';
 import { FileSource } from '../../controller/sources/files.ts';
@@ -20,7 +21,7 @@ function podYaml(name: string, ip: string, node = 'node-1', sa = 'web'): string 
   return `apiVersion: v1\nkind: Pod\nmetadata: { name: ${name}, namespace: demo, uid: uid-${name}, labels: { app: web } }\nspec: { nodeName: ${node}, serviceAccountName: ${sa} }\nstatus: { phase: Running, podIP: ${ip} }\n`;
 }
 
-async function setup(t: Test, onInvalid?: (i: readonly { kind: string; name: string; reason: string }[]) => void) {
+async function setup(t: Test, onInvalid?: (i: readonly { kind: string; name: string; reason: string }[]) => void, extra: Partial<ControllerOptions> = {}) {
   const root = mkdtempSync(join(tmpdir(), 'rondo-ctl-'));
   t.teardown(() => rmSync(root, { recursive: true, force: true }));
   const state = join(root, 'state');
@@ -35,7 +36,7 @@ async function setup(t: Test, onInvalid?: (i: readonly { kind: string; name: str
       'node-1-token-0123456789': { kind: 'node-agent', node: 'node-1' },
       'wp-token-0123456789abcd': { kind: 'waypoint', namespace: 'demo', name: 'wp' },
     }),
-    ca, log: quiet, metrics, ...(onInvalid !== undefined ? { onInvalid } : {}),
+    ca, log: quiet, metrics, ...(onInvalid !== undefined ? { onInvalid } : {}), ...extra,
     sources: (sink) => [new FileSource({ dir: state, sink, log: quiet, rescanMs: 0, settleMs: 5 })],
   });
   t.teardown(() => ctl.close());
@@ -118,6 +119,47 @@ t.test('an invalid resource is reported (metric, debug endpoint, status hook) an
   t.match(await (await fetch(`http://127.0.0.1:${h.ctl.ports.http}/metrics`)).text(), /rondo_controller_invalid_resources\{kind="AuthorizationPolicy"\} 1/);
 });
 
+t.test('a root added to the CA directory for rotation reaches connected proxies; one that does not load is refused', async (t) => {
+  const h = await setup(t);
+  const c = h.client('node-1-token-0123456789', { kind: 'node-agent', node: 'node-1' });
+  t.same((await c.ready()).mesh.trustBundle, h.ca.trustBundle);
+  const root = h.ca.trustBundle[0]!;
+  const caDir = join(h.state, '..', 'ca');
+  const next = await CertificateAuthority.loadOrCreate({ dir: join(h.state, '..', 'next-ca'), trustDomain: 'cluster.local', ttlSeconds: 3600 });
+  writeFileSync(join(caDir, 'trust-bundle-next.pem'), next.trustBundle[0]!);
+  t.equal(h.ctl.refreshTrustBundle(), true, 'the new root is picked up without a restart');
+  await until(() => c.config?.mesh.trustBundle.length === 2);
+  t.same(c.config?.mesh.trustBundle, [root, next.trustBundle[0]], 'the proxy trusts both roots, the active one first');
+  t.equal(h.ctl.refreshTrustBundle(), false, 'nothing changed: no new version');
+
+  writeFileSync(join(caDir, 'trust-bundle-bad.pem'), 'garbage');
+  const v = h.ctl.version;
+  t.equal(h.ctl.refreshTrustBundle(), false, 'a file without CA certificates is refused');
+  t.equal(h.ctl.version, v, 'and nothing is pushed');
+  rmSync(join(caDir, 'trust-bundle-bad.pem'));
+
+  rmSync(join(caDir, 'trust-bundle-next.pem'));
+  t.equal(h.ctl.refreshTrustBundle(), true, 'a root dropped after rotation');
+  await until(() => c.config?.mesh.trustBundle.length === 1);
+  t.same(c.config?.mesh.trustBundle, [root]);
+});
+
+t.test('test-only unchecked bundle file: its content is pushed as an extra root once it exists (the proxy refuses it)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rondo-ctl-extra-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'extra.pem');
+  const h = await setup(t, undefined, { debugUncheckedTrustBundleFile: file, trustBundleRefreshMs: 20 });
+  const c = h.client('node-1-token-0123456789', { kind: 'node-agent', node: 'node-1' });
+  t.same((await c.ready()).mesh.trustBundle, h.ca.trustBundle, 'absent file: nothing added');
+  writeFileSync(file, 'garbage');
+  await until(() => c.rejected.some((r) => r.type === 'mesh'));
+  t.match(c.rejected, [{ type: 'mesh', key: 'trustBundle', reason: /entry 1 is not a PEM certificate/ }], 'picked up by the periodic refresh and refused by the proxy');
+  t.same(c.config?.mesh.trustBundle, h.ca.trustBundle, 'the proxy keeps the good bundle');
+  writeFileSync(join(h.state, 'web-2.yaml'), podYaml('web-2', '10.244.1.6'));
+  await until(() => c.config?.workloads.size === 2);
+  t.pass('later changes still reach it');
+});
+
 t.test('flags: required flags, IP check and numeric ranges give clear errors', (t) => {
   const base = ['--files', '/s', '--listen', '10.250.0.2', '--ca-dir', '/c', '--tokens', '/t.json'];
   t.match(parseControllerFlags(base), { files: '/s', listen: '10.250.0.2', trustDomain: 'cluster.local', pushPort: 15012, metricsPort: 15014, debounceMs: 50, certTtlSeconds: 86400 });
@@ -128,5 +170,7 @@ t.test('flags: required flags, IP check and numeric ranges give clear errors', (
   t.throws(() => parseControllerFlags([...base.slice(0, 2), '--listen', 'ctl.local', ...base.slice(4)]), /--listen must be an IP address/);
   t.throws(() => parseControllerFlags([...base, '--push-port', '70000']), /--push-port must be between 0 and 65535/);
   t.throws(() => parseControllerFlags([...base, '--debounce', '5']), /Unknown option '--debounce'/);
+  t.equal(parseControllerFlags(base).debugUncheckedTrustBundleFile, undefined, 'the test-only bundle hook is off by default');
+  t.equal(parseControllerFlags([...base, '--debug-unchecked-trust-bundle-file', '/x.pem']).debugUncheckedTrustBundleFile, '/x.pem');
   t.end();
 });
