@@ -23,7 +23,6 @@ import type { AgentState } from './state.ts';
 import { decideOutbound, pickerKey } from './decide.ts';
 import { EndpointPicker } from '../common/endpoint-picker.ts';
 import type { OutboundDecision } from './decide.ts';
-import { authorizeInbound } from './authz.ts';
 import { tcpLabels } from './metrics.ts';
 import type { AgentMetrics } from './metrics.ts';
 import { originalDestination } from './orig-dst.ts';
@@ -279,7 +278,7 @@ export class DataPlane {
         return;
       case 'local': {
         // Same node: no tunnel, but the destination's policy still applies.
-        const verdict = authorizeInbound(state, { sourceIdentity: d.source.identity, sourceIp: src.ip, destination: d.destination, port: d.port }, 'hbone');
+        const verdict = state.authz.authorizeInbound(d.destination, { sourceIdentity: d.source.identity, sourceIp: src.ip, port: d.port }, 'hbone');
         this.#m.audited(verdict.audited, verdict.allowed);
         if (!verdict.allowed) { this.#refuse(socket, verdict.code, verdict.reason, base); return; }
         this.#direct(socket, d.ip, d.port, base, d, d.destination, d.service);
@@ -408,9 +407,9 @@ export class DataPlane {
       refuse(403, 'RONDO_E_TARGET_MISMATCH', `CONNECT to ${t.target.ip} on a connection addressed to ${t.connectionDst.ip}: identities differ`);
       return;
     }
-    const verdict = authorizeInbound(state, {
+    const verdict = state.authz.authorizeInbound(target, {
       ...(t.peerIdentity !== undefined ? { sourceIdentity: t.peerIdentity } : {}),
-      sourceIp: t.remote.ip, destination: target, port: t.target.port,
+      sourceIp: t.remote.ip, port: t.target.port,
     }, 'hbone');
     this.#m.audited(verdict.audited, verdict.allowed);
     if (!verdict.allowed) { refuse(403, verdict.code, verdict.reason); return; }
@@ -463,7 +462,7 @@ export class DataPlane {
       this.#refuse(socket, 'RONDO_E_UNKNOWN_DESTINATION', `${dst.ip} is not an enrolled pod on this node`, base);
       return;
     }
-    const verdict = authorizeInbound(state, { sourceIp: src.ip, destination: target, port: dst.port }, 'plaintext');
+    const verdict = state.authz.authorizeInbound(target, { sourceIp: src.ip, port: dst.port }, 'plaintext');
     this.#m.audited(verdict.audited, verdict.allowed);
     if (!verdict.allowed) {
       this.#refuse(socket, verdict.code, verdict.reason, base);

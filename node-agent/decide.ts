@@ -19,7 +19,7 @@ import { PORTS, type HbonePort } from '../common/ports.ts';
 import { endpointKey } from '../common/endpoint-picker.ts';
 import type { EndpointPicker } from '../common/endpoint-picker.ts';
 import type { AgentState } from './state.ts';
-import { keyOf } from './state.ts';
+import { keyOf } from '../common/resources.ts';
 
 /** Where a captured outbound connection goes. */
 export type OutboundDecision =

@@ -1,10 +1,12 @@
 /**
  * The node agent's read-only view of one config version: indexes built once per
- * ProxyConfig (workloads by IP and uid, services by VIP and key, local workloads, policies
- * and peer authentications by namespace) so the per-connection path does map lookups only.
+ * ProxyConfig (workloads by IP and uid, services by VIP and key, local workloads) and the
+ * compiled authorization policies, so the per-connection path does map lookups only.
  */
 import type { ProxyConfig } from '../common/proxy-config.ts';
 import { formatSpiffeId } from '../common/spiffe.ts';
+import { AuthzPolicies } from '../common/authz.ts';
+import { keyOf } from '../common/resources.ts';
 import type {
   AuthorizationPolicy,
   PeerAuthentication,
@@ -26,26 +28,6 @@ export interface WaypointAddress {
   identity: string;
 }
 
-const EMPTY_POLICIES: readonly AuthorizationPolicy[] = Object.freeze([]);
-const EMPTY_PEER_AUTHS: readonly PeerAuthentication[] = Object.freeze([]);
-
-/** Returns true when every selector label is present with the same value in `labels`. */
-export function selectorMatches(
-  selector: Readonly<Record<string, string>> | undefined,
-  labels: Readonly<Record<string, string | undefined>>,
-): boolean {
-  if (selector === undefined) return true;
-  for (const [k, v] of Object.entries(selector)) {
-    if (labels[k] !== v) return false;
-  }
-  return true;
-}
-
-/** `<namespace>/<name>` of a namespaced resource. */
-export function keyOf(r: { namespace: string; name: string }): string {
-  return `${r.namespace}/${r.name}`;
-}
-
 /** The node agent's indexed, read-only view of one config version. */
 export class AgentState {
   /** The config these indexes were built from. */
@@ -54,14 +36,14 @@ export class AgentState {
   readonly node: string;
   /** Inconsistencies (IP claimed twice, …) found while indexing, for logs and /debug. */
   readonly problems: readonly StateProblem[];
+  /** This version's authorization policies and PeerAuthentications, compiled. */
+  readonly authz: AuthzPolicies;
 
   readonly #byIp: Map<string, Workload>;
   readonly #byUid: ReadonlyMap<string, Workload>;
   readonly #byVip: Map<string, Service>;
   readonly #services: ReadonlyMap<string, Service>;
   readonly #local: Workload[];
-  readonly #policiesByNs: Map<string, AuthorizationPolicy[]>;
-  readonly #peerAuthsByNs: Map<string, PeerAuthentication[]>;
   readonly #waypoints = new Map<string, WaypointAddress | null>();
   readonly #waypointUids = new Map<string, ReadonlySet<string>>();
 
@@ -101,8 +83,11 @@ export class AgentState {
         this.#byVip.set(vip, s);
       }
     }
-    this.#policiesByNs = groupByNamespace(cfg.authorizationPolicies.values());
-    this.#peerAuthsByNs = groupByNamespace(cfg.peerAuthentications.values());
+    this.authz = AuthzPolicies.compile({
+      policies: cfg.authorizationPolicies.values(),
+      peerAuthentications: cfg.peerAuthentications.values(),
+      rootNamespace: cfg.mesh.rootNamespace,
+    });
     this.problems = problems;
   }
 
@@ -150,12 +135,12 @@ export class AgentState {
 
   /** Authorization policies of one namespace (any selector), in name order. */
   policiesInNamespace(ns: string): readonly AuthorizationPolicy[] {
-    return this.#policiesByNs.get(ns) ?? EMPTY_POLICIES;
+    return this.authz.policiesInNamespace(ns);
   }
 
   /** PeerAuthentications of one namespace, in name order. */
   peerAuthsInNamespace(ns: string): readonly PeerAuthentication[] {
-    return this.#peerAuthsByNs.get(ns) ?? EMPTY_PEER_AUTHS;
+    return this.authz.peerAuthsInNamespace(ns);
   }
 
   /**
@@ -226,14 +211,3 @@ export class AgentState {
   }
 }
 
-function groupByNamespace<T extends { namespace: string; name: string }>(items: Iterable<T>): Map<string, T[]> {
-  const out = new Map<string, T[]>();
-  for (const it of items) {
-    let list = out.get(it.namespace);
-    if (list === undefined) out.set(it.namespace, (list = []));
-    list.push(it);
-  }
-  // Name order makes "which policy decided" deterministic across pushes.
-  for (const list of out.values()) list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  return out;
-}

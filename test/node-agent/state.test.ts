@@ -1,7 +1,7 @@
 import t from 'tap';
 import type { ProxyConfig } from '../../common/proxy-config.ts';
 import type { AuthorizationPolicy, Service, Workload } from '../../common/wire.ts';
-import { AgentState, selectorMatches } from '../../node-agent/state.ts';
+import { AgentState } from '../../node-agent/state.ts';
 
 const TD = 'cluster.local';
 function pod(i: number, node: string, extra: Partial<Workload> = {}): Workload {
@@ -76,13 +76,6 @@ t.test('waypointAddress: ready endpoint of the waypoint service, else a Deployme
   t.equal(AgentState.build(config([]), 'node-1').waypointAddress(ref), undefined);
   const unknownPod = AgentState.build(config([], [{ ...svc, endpoints: [{ workloadUid: 'gone', ip: '10.244.9.9', ready: true }] }]), 'x');
   t.same(unknownPod.waypointAddress(ref), { ip: '10.244.9.9', identity: `spiffe://${TD}/ns/demo/sa/wp` });
-  t.end();
-});
-
-t.test('selectorMatches: subset semantics', (t) => {
-  t.ok(selectorMatches(undefined, {}));
-  t.ok(selectorMatches({ app: 'a' }, { app: 'a', version: 'v1' }));
-  t.notOk(selectorMatches({ app: 'a', tier: 'x' }, { app: 'a' }));
   t.end();
 });
 

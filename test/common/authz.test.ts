@@ -1,8 +1,7 @@
 import t from 'tap';
-import type { ProxyConfig } from '../../common/proxy-config.ts';
 import type { AuthorizationPolicy, PeerAuthentication, PolicyRule, Workload } from '../../common/wire.ts';
-import { authorize, authorizeInbound, globMatches, invalidIpBlocks, peerAuthMode } from '../../node-agent/authz.ts';
-import { AgentState } from '../../node-agent/state.ts';
+import { AuthzPolicies, globMatches, invalidIpBlocks } from '../../common/authz.ts';
+import type { AuthzTarget, HttpRequestView, RequestView } from '../../common/authz.ts';
 
 const TD = 'cluster.local';
 const server: Workload = {
@@ -17,20 +16,15 @@ const FOREIGN = `spiffe://${TD}/ns/evil/sa/attacker`;
 function pol(name: string, action: AuthorizationPolicy['action'], rules: PolicyRule[], extra: Partial<AuthorizationPolicy> = {}): AuthorizationPolicy {
   return { namespace: 'demo', name, action, rules, ...extra };
 }
-function st(policies: AuthorizationPolicy[], pas: PeerAuthentication[] = []): AgentState {
-  const cfg: ProxyConfig = {
-    version: 1,
-    mesh: { trustDomain: TD, trustBundle: ['x'], rootNamespace: 'rondo-system' },
-    workloads: new Map([[server.uid, server], [other.uid, other]]),
-    services: new Map(),
-    authorizationPolicies: new Map(policies.map((p) => [`${p.namespace}/${p.name}`, p])),
-    peerAuthentications: new Map(pas.map((p) => [`${p.namespace}/${p.name}`, p])),
-    l7: new Map(),
-  };
-  return AgentState.build(cfg, 'node-2');
+function st(policies: AuthorizationPolicy[], pas: PeerAuthentication[] = []): AuthzPolicies {
+  return AuthzPolicies.compile({ policies, peerAuthentications: pas, rootNamespace: 'rondo-system' });
 }
-const req = (sourceIdentity: string | undefined, port = 8080, sourceIp = '10.244.1.5', destination = server) =>
+interface Req extends RequestView { destination: AuthzTarget }
+const req = (sourceIdentity: string | undefined, port = 8080, sourceIp = '10.244.1.5', destination: AuthzTarget = server): Req =>
   sourceIdentity === undefined ? { sourceIp, destination, port } : { sourceIdentity, sourceIp, destination, port };
+const authorize = (a: AuthzPolicies, r: Req) => a.authorize(r.destination, r);
+const authorizeInbound = (a: AuthzPolicies, r: Req, transport: 'hbone' | 'plaintext') => a.authorizeInbound(r.destination, r, transport);
+const peerAuthMode = (a: AuthzPolicies, w: AuthzTarget) => a.peerAuthMode(w);
 
 t.test('no policy: allowed', (t) => {
   t.match(authorize(st([]), req(CLIENT)), { allowed: true, audited: [] });
@@ -189,5 +183,98 @@ t.test('authorizeInbound: plaintext refused under STRICT, policy-checked under P
   const onlyClient = pol('a', 'ALLOW', [{ from: [{ principals: [CLIENT] }] }]);
   t.match(authorizeInbound(st([onlyClient], [permissive]), req(CLIENT), 'plaintext'), { allowed: false },
     'a claimed identity is ignored on plaintext');
+  t.end();
+});
+
+// ---- L7: the waypoint passes the HTTP request in the view ----
+
+const http = (method: string, path: string, host = 'server.demo.svc.cluster.local'): HttpRequestView => ({ method, path, host });
+const l7 = (a: AuthzPolicies, sourceIdentity: string | undefined, h: HttpRequestView, port = 8080): ReturnType<AuthzPolicies['authorize']> =>
+  a.authorize(server, { ...req(sourceIdentity, port), http: h });
+
+t.test('L7 ALLOW: methods and paths are evaluated when the view has them', (t) => {
+  const s = st([pol('get-api', 'ALLOW', [{ to: [{ methods: ['GET', 'HEAD'], paths: ['/api/*', '/healthz', '*.js'] }] }])]);
+  t.match(l7(s, CLIENT, http('GET', '/api/users')), { allowed: true, policy: 'demo/get-api' }, 'prefix');
+  t.ok(l7(s, CLIENT, http('HEAD', '/healthz')).allowed, 'exact');
+  t.ok(l7(s, CLIENT, http('GET', '/static/app.js')).allowed, 'suffix');
+  t.notOk(l7(s, CLIENT, http('GET', '/healthz/x')).allowed, 'exact is exact');
+  t.notOk(l7(s, CLIENT, http('get', '/healthz')).allowed, 'methods are case-sensitive');
+  const r = l7(s, CLIENT, http('POST', '/api/users'));
+  t.match(r, { allowed: false, code: 'RONDO_E_POLICY_DENIED', reason: /no ALLOW policy matched.* for cluster\.local\/ns\/demo\/sa\/client POST server\.demo\.svc\.cluster\.local\/api\/users on port 8080/ });
+  t.notOk(authorize(s, req(CLIENT)).allowed, 'the same policy at L4 cannot grant (fails closed)');
+  t.end();
+});
+
+t.test('L7 paths ignore the query and fragment, as Istio url_path', (t) => {
+  const s = st([pol('deny-admin', 'DENY', [{ to: [{ paths: ['/admin', '/admin/*'] }] }])]);
+  t.notOk(l7(s, CLIENT, http('GET', '/admin?x=1')).allowed, 'a query does not dodge an exact DENY');
+  t.notOk(l7(s, CLIENT, http('GET', '/admin#frag')).allowed);
+  t.notOk(l7(s, CLIENT, http('GET', '/admin/users?id=1')).allowed);
+  t.ok(l7(s, CLIENT, http('GET', '/public?next=/admin')).allowed, 'the query itself is not the path');
+  t.end();
+});
+
+t.test('L7 presence `*` and notX variants', (t) => {
+  const s = st([pol('a', 'ALLOW', [{ to: [{ methods: ['*'], notMethods: ['DELETE'], notPaths: ['/internal/*'] }] }])]);
+  t.ok(l7(s, CLIENT, http('PATCH', '/x')).allowed);
+  t.notOk(l7(s, CLIENT, http('DELETE', '/x')).allowed, 'notMethods excludes');
+  t.notOk(l7(s, CLIENT, http('GET', '/internal/metrics')).allowed, 'notPaths excludes');
+  const d = st([pol('d', 'DENY', [{ to: [{ notHosts: ['*.demo.svc.cluster.local'] }] }])]);
+  t.ok(l7(d, CLIENT, http('GET', '/')).allowed, 'own host: not denied');
+  t.notOk(l7(d, CLIENT, http('GET', '/', 'evil.example.com')).allowed, 'any other host is denied');
+  t.end();
+});
+
+t.test('L7 hosts are case-insensitive; an exact host does not match host:port', (t) => {
+  const s = st([pol('h', 'ALLOW', [{ to: [{ hosts: ['Server.Demo', 'api.example.com:*'] }] }])]);
+  t.ok(l7(s, CLIENT, http('GET', '/', 'server.demo')).allowed);
+  t.ok(l7(s, CLIENT, http('GET', '/', 'SERVER.DEMO')).allowed, 'RFC 4343: a differently cased Host is the same host');
+  t.notOk(l7(s, CLIENT, http('GET', '/', 'server.demo:8080')).allowed, 'exact means exact, as in Istio');
+  t.ok(l7(s, CLIENT, http('GET', '/', 'api.example.com:8443')).allowed, 'host:* for any port');
+  const deny = st([pol('d', 'DENY', [{ to: [{ hosts: ['admin.demo'] }] }])]);
+  t.notOk(l7(deny, CLIENT, http('GET', '/', 'ADMIN.demo')).allowed, 'case does not dodge a DENY');
+  t.end();
+});
+
+t.test('L7 rules AND sources with operations, and ports still apply', (t) => {
+  const s = st([pol('a', 'ALLOW', [{ from: [{ namespaces: ['demo'] }], to: [{ ports: [8080], methods: ['GET'] }] }])]);
+  t.ok(l7(s, CLIENT, http('GET', '/')).allowed);
+  t.notOk(l7(s, FOREIGN, http('GET', '/')).allowed, 'wrong source');
+  t.notOk(l7(s, CLIENT, http('GET', '/'), 9090).allowed, 'wrong port');
+  t.notOk(l7(s, undefined, http('GET', '/')).allowed, 'plaintext has no namespace');
+  t.end();
+});
+
+t.test('L4 view and L7 rules: DENY applies on its L4 part, AUDIT too; at L7 both look at the request', (t) => {
+  const s = st([
+    pol('deny-delete', 'DENY', [{ from: [{ namespaces: ['evil'] }], to: [{ methods: ['DELETE'] }] }]),
+    pol('audit-post', 'AUDIT', [{ to: [{ methods: ['POST'] }] }]),
+  ]);
+  t.match(authorize(s, req(FOREIGN)), { allowed: false, code: 'RONDO_E_POLICY_DENIED', audited: ['demo/audit-post'] }, 'L4: the whole connection');
+  t.match(l7(s, FOREIGN, http('GET', '/')), { allowed: true, audited: [] }, 'L7: a GET is not a DELETE');
+  t.match(l7(s, FOREIGN, http('DELETE', '/')), { allowed: false, policy: 'demo/deny-delete' });
+  t.match(l7(s, CLIENT, http('POST', '/')), { allowed: true, audited: ['demo/audit-post'] });
+  t.end();
+});
+
+t.test('unsupported path templates fail closed: DENY matches every path, ALLOW none', (t) => {
+  const deny = st([pol('d', 'DENY', [{ to: [{ paths: ['/api/{*}/admin'] }] }])]);
+  t.notOk(l7(deny, CLIENT, http('GET', '/anything')).allowed);
+  const allow = st([pol('a', 'ALLOW', [{ to: [{ paths: ['/api/{**}', '/ok'] }] }])]);
+  t.notOk(l7(allow, CLIENT, http('GET', '/api/x')).allowed, 'the template grants nothing');
+  t.ok(l7(allow, CLIENT, http('GET', '/ok')).allowed, 'the supported entries still work');
+  const notAllow = st([pol('n', 'ALLOW', [{ to: [{ notPaths: ['/x/{*}'] }] }])]);
+  t.notOk(l7(notAllow, CLIENT, http('GET', '/y')).allowed, 'ALLOW with an unsupported notPaths excludes everything');
+  t.end();
+});
+
+t.test('compiled once per version: the same policies answer alike, and policy objects are not mutated', (t) => {
+  const policies = [pol('get', 'ALLOW', [{ to: [{ methods: ['GET'], paths: ['/a*'] }] }])];
+  const before = JSON.stringify(policies);
+  const s = st(policies);
+  for (let i = 0; i < 3; i++) t.ok(l7(s, CLIENT, http('GET', '/abc')).allowed);
+  t.equal(JSON.stringify(policies), before);
+  t.same(s.applicable(server), ['demo/get']);
+  t.same(s.policiesInNamespace('demo').map((p) => p.name), ['get']);
   t.end();
 });
