@@ -20,7 +20,7 @@ import {
 import type { HostPort, InboundTunnel, PumpResult, ServerCredentials } from '../common/hbone.ts';
 import type { Service, Workload } from '../common/wire.ts';
 import type { AgentState } from './state.ts';
-import { decideOutbound, pickerKey } from './decide.ts';
+import { decideOutbound, pickerKey, pickerPools } from './decide.ts';
 import { EndpointPicker } from '../common/endpoint-picker.ts';
 import type { OutboundDecision } from './decide.ts';
 import { tcpLabels } from './metrics.ts';
@@ -180,7 +180,11 @@ export class DataPlane {
   }
 
   /** Serves from this state from now on; open connections keep what they decided. */
-  setState(state: AgentState): void { this.#state = state; }
+  setState(state: AgentState): void {
+    this.#state = state;
+    // Round-robin cursors of services that are gone would otherwise pile up with churn.
+    this.#picker.retainPools(pickerPools(state));
+  }
 
   /** Replaces the certificate set (by identity); open connections keep the old ones. */
   setCerts(certs: Iterable<DataPlaneCert>): void {

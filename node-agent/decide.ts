@@ -91,7 +91,7 @@ function toService(
   }
   const ready = service.endpoints.filter((e) => e.ready);
   const keys = ready.map((e) => endpointKey(e.ip, sp.targetPort));
-  const i = lb.pick(`${keyOf(service)}:${sp.port}`, keys);
+  const i = lb.pick(servicePool(service, sp.port), keys);
   const ep = ready[i];
   if (ep === undefined) {
     return {
@@ -173,10 +173,33 @@ function pickWaypointReplica(
   if (svc === undefined) return undefined;
   const ready = svc.endpoints.filter((e) => e.ready);
   if (ready.length < 2) return undefined;
-  const ep = ready[lb.pick(`waypoint:${keyOf(ref)}`, ready.map((e) => endpointKey(e.ip, PORTS.hbone)))];
+  const ep = ready[lb.pick(waypointPool(ref), ready.map((e) => endpointKey(e.ip, PORTS.hbone)))];
   if (ep === undefined) return undefined;
   const w = state.workloadByUid(ep.workloadUid);
   return { ip: ep.ip, identity: w?.identity ?? formatSpiffeId(state.config.mesh.trustDomain, ref.namespace, ref.name) };
+}
+
+/** The picker pool of a service port. */
+function servicePool(service: { namespace: string; name: string }, port: number): string {
+  return `${keyOf(service)}:${port}`;
+}
+
+/** The picker pool of a waypoint's replicas (its Service of the same name). */
+function waypointPool(ref: { namespace: string; name: string }): string {
+  return `waypoint:${keyOf(ref)}`;
+}
+
+/**
+ * Every picker pool `state` can choose in (each service port, and each Service as a
+ * waypoint's replicas), for EndpointPicker.retainPools on a config change.
+ */
+export function pickerPools(state: AgentState): Set<string> {
+  const out = new Set<string>();
+  for (const s of state.config.services.values()) {
+    out.add(waypointPool(s));
+    for (const p of s.ports) out.add(servicePool(s, p.port));
+  }
+  return out;
 }
 
 /**

@@ -1,7 +1,7 @@
 import t from 'tap';
 import type { ProxyConfig } from '../../common/proxy-config.ts';
 import type { Service, Workload } from '../../common/wire.ts';
-import { decideOutbound, pickerKey, type OutboundDecision } from '../../node-agent/decide.ts';
+import { decideOutbound, pickerKey, pickerPools, type OutboundDecision } from '../../node-agent/decide.ts';
 import { EndpointPicker } from '../../common/endpoint-picker.ts';
 import { AgentState } from '../../node-agent/state.ts';
 
@@ -176,6 +176,23 @@ t.test('VIP round robin over idle endpoints, least-connections once loaded', (t)
   // Load a: P2C with random()=0 compares a (index 0) with b (index 1) and takes b.
   lb.acquire('10.244.2.1:8080');
   t.match(d(client.ips[0]!, '10.96.1.1', 80, st, lb), { authority: '10.244.2.2:8080' });
+  t.end();
+});
+
+t.test('pickerPools names the pools decisions pick in: a config change keeps live cursors and forgets removed ones', (t) => {
+  const a = pod('s-1', '10.244.2.1', 'node-2');
+  const b = pod('s-2', '10.244.2.2', 'node-2');
+  const c = pod('s-3', '10.244.2.3', 'node-2');
+  const st = AgentState.build(config([client, a, b, c], [svc('s', '10.96.1.1', [a, b, c])]), 'node-1');
+  const without = AgentState.build(config([client, a, b, c], []), 'node-1');
+  const lb = new EndpointPicker();
+  const pick = (): string => (d(client.ips[0]!, '10.96.1.1', 80, st, lb) as { authority: string }).authority;
+  t.same([pick(), pick()], ['10.244.2.1:8080', '10.244.2.2:8080']);
+  lb.retainPools(pickerPools(st));
+  t.equal(pick(), '10.244.2.3:8080', 'the service still exists: round robin carries on');
+  lb.retainPools(pickerPools(without));
+  t.equal(pick(), '10.244.2.1:8080', 'the service was gone: its cursor was forgotten');
+  t.ok(pickerPools(AgentState.build(config([client, wpPod], [wpSvc]), 'node-1')).has('waypoint:demo/wp'), 'waypoint replica pools too');
   t.end();
 });
 
