@@ -23,7 +23,7 @@ import type { AgentState } from './state.ts';
 import { decideOutbound, pickerKey, pickerPools } from './decide.ts';
 import { EndpointPicker } from '../common/endpoint-picker.ts';
 import type { OutboundDecision } from './decide.ts';
-import { tcpLabels } from './metrics.ts';
+import { tcpLabels } from '../common/istio-labels.ts';
 import type { AgentMetrics } from './metrics.ts';
 import { originalDestination } from './orig-dst.ts';
 import type { AccessLogRecord } from './access-log.ts';

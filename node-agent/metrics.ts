@@ -1,63 +1,16 @@
 /**
  * The node agent's Prometheus metrics: the Istio-standard TCP metrics (so existing
- * dashboards work) and the agent's own health. The per-connection path is cheap: each
- * connection adds plain numbers to the accumulator of its label set, which reach the
- * prom-client counters when Prometheus scrapes (long-lived connections show progress
- * without a timer or a per-chunk counter update).
+ * dashboards work; label names and values from common/istio-labels.ts) and the agent's own
+ * health. The per-connection path is cheap: each connection adds plain numbers to the
+ * accumulator of its label set, which reach the prom-client counters when Prometheus
+ * scrapes (long-lived connections show progress without a timer or a per-chunk update).
  */
 import { Counter, Gauge, Registry } from 'prom-client';
 import { collectProcessMetrics } from '../common/process-metrics.ts';
 import { reasonLabel } from '../common/errors.ts';
 import type { ErrorCode } from '../common/errors.ts';
-import type { Service, Workload } from '../common/wire.ts';
-
-/** Label names of the Istio TCP metrics, in Istio's order. */
-export const TCP_LABEL_NAMES = [
-  'reporter',
-  'source_workload',
-  'source_workload_namespace',
-  'source_principal',
-  'destination_workload',
-  'destination_workload_namespace',
-  'destination_service',
-  'destination_principal',
-  'request_protocol',
-  'connection_security_policy',
-] as const;
-
-/** Resolved label values of one connection. */
-export type TcpLabels = Record<(typeof TCP_LABEL_NAMES)[number], string>;
-
-const UNKNOWN = 'unknown';
-
-/** What a connection's labels are built from; absent parts become `unknown` (as Istio does). */
-export interface ConnectionLabelInput {
-  reporter: 'source' | 'destination';
-  source?: Workload | undefined;
-  /** Peer identity seen on the wire; defaults to source.identity when the source is ours. */
-  sourcePrincipal?: string | undefined;
-  destination?: Workload | undefined;
-  destinationPrincipal?: string | undefined;
-  service?: Service | undefined;
-  /** `mutual_tls` over HBONE, `none` for plaintext (PERMISSIVE inbound, passthrough). */
-  mtls: boolean;
-}
-
-/** Builds the Istio TCP label values for one connection. */
-export function tcpLabels(i: ConnectionLabelInput): TcpLabels {
-  return {
-    reporter: i.reporter,
-    source_workload: i.source?.workloadName ?? UNKNOWN,
-    source_workload_namespace: i.source?.namespace ?? UNKNOWN,
-    source_principal: i.sourcePrincipal ?? (i.mtls ? i.source?.identity : undefined) ?? UNKNOWN,
-    destination_workload: i.destination?.workloadName ?? UNKNOWN,
-    destination_workload_namespace: i.destination?.namespace ?? i.service?.namespace ?? UNKNOWN,
-    destination_service: i.service?.hostname ?? UNKNOWN,
-    destination_principal: i.destinationPrincipal ?? (i.mtls ? i.destination?.identity : undefined) ?? UNKNOWN,
-    request_protocol: 'tcp',
-    connection_security_policy: i.mtls ? 'mutual_tls' : 'none',
-  };
-}
+import { TCP_LABEL_NAMES } from '../common/istio-labels.ts';
+import type { TcpLabels } from '../common/istio-labels.ts';
 
 // Per label set, what happened since the last scrape. prom-client validates and hashes all
 // 10 labels on every inc(), even through a cached labels() child: 4 incs per connection were

@@ -1,7 +1,8 @@
 // Per-connection metric children are resolved once per label set: equal sets (new objects
 // each connection) share one series, different sets never mix.
 import t from 'tap';
-import { AgentMetrics, tcpLabels } from '../../node-agent/metrics.ts';
+import { AgentMetrics } from '../../node-agent/metrics.ts';
+import { tcpLabels } from '../../common/istio-labels.ts';
 import type { Workload } from '../../common/wire.ts';
 
 const w = (name: string): Workload => ({

@@ -1,7 +1,8 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import type { Service, Workload } from '../../common/wire.ts';
-import { AgentMetrics, tcpLabels } from '../../node-agent/metrics.ts';
+import { AgentMetrics } from '../../node-agent/metrics.ts';
+import { tcpLabels } from '../../common/istio-labels.ts';
 
 const TD = 'cluster.local';
 const client: Workload = {
@@ -19,17 +20,6 @@ function sample(text: string, name: string, ...has: string[]): number | undefine
   }
   return undefined;
 }
-
-t.test('Istio TCP labels for a mesh connection and for plaintext', (t) => {
-  t.same(tcpLabels({ reporter: 'source', source: client, destination: server, service: svc, mtls: true }), {
-    reporter: 'source', source_workload: 'client', source_workload_namespace: 'demo', source_principal: client.identity,
-    destination_workload: 'server', destination_workload_namespace: 'demo', destination_service: 'server.demo.svc.cluster.local',
-    destination_principal: server.identity, request_protocol: 'tcp', connection_security_policy: 'mutual_tls',
-  });
-  const plain = tcpLabels({ reporter: 'destination', destination: server, mtls: false });
-  t.match(plain, { source_workload: 'unknown', source_principal: 'unknown', destination_principal: 'unknown', connection_security_policy: 'none' });
-  t.end();
-});
 
 t.test('opened on connect; bytes on scrape for long-lived connections; closed once', async (t) => {
   const m = new AgentMetrics();
