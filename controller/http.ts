@@ -1,4 +1,4 @@
-/** The controller's plain-HTTP endpoint (:15014): /metrics, /healthz/ready, /debug/proxies. */
+/** The controller's plain-HTTP endpoint (:15014): /metrics, /healthz/ready, /debug/* (proxies, invalid resources with their reasons, version). */
 import http from 'node:http';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../common/log.ts';
