@@ -23,7 +23,7 @@ import { AgentMetrics } from './metrics.ts';
 import { Capture } from './capture.ts';
 import { DataPlane } from './dataplane.ts';
 import type { DataPlanePorts, OpenConnection } from './dataplane.ts';
-import { createAccessLog } from './access-log.ts';
+import { createAccessLog } from '../common/access-log.ts';
 import { checkOrigDstSupport } from './orig-dst.ts';
 import { serveRoutes, json } from './http-endpoints.ts';
 import type { CertMessageEntry, FromWorker, ToWorker, WorkerSettings } from './worker-protocol.ts';

@@ -26,7 +26,7 @@ import type { OutboundDecision } from './decide.ts';
 import { tcpLabels } from '../common/istio-labels.ts';
 import type { AgentMetrics } from './metrics.ts';
 import { originalDestination } from './orig-dst.ts';
-import type { AccessLogRecord } from './access-log.ts';
+import type { AccessLogRecord } from '../common/access-log.ts';
 
 /** A workload certificate as a worker holds it (what CertManager's WorkloadCert also is). */
 export interface DataPlaneCert extends ServerCredentials {

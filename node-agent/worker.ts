@@ -12,7 +12,7 @@ import { AgentMetrics } from './metrics.ts';
 import { DataPlane, STREAM_HIGH_WATER_MARK } from './dataplane.ts';
 import { setDefaultHighWaterMark } from 'node:stream';
 import type { DataPlaneCert } from './dataplane.ts';
-import { createAccessLog } from './access-log.ts';
+import { createAccessLog } from '../common/access-log.ts';
 import { IdleReclaimer } from './reclaim.ts';
 import type { CertMessageEntry, FromWorker, ToWorker, WorkerSettings } from './worker-protocol.ts';
 

@@ -10,7 +10,7 @@ import { AgentState } from '../../node-agent/state.ts';
 import { AgentMetrics } from '../../node-agent/metrics.ts';
 import { DataPlane } from '../../node-agent/dataplane.ts';
 import type { DataPlaneCert } from '../../node-agent/dataplane.ts';
-import type { AccessLogRecord } from '../../node-agent/access-log.ts';
+import type { AccessLogRecord } from '../../common/access-log.ts';
 import { createTestPki, dataPlaneCert, demoWorkload } from '../common/hbone-fixtures.ts';
 import { ManualClock } from '../../common/clock.ts';
 

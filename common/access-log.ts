@@ -1,5 +1,9 @@
-/** One JSON access-log line per connection on stdout (logs of the agent itself go to stderr). */
-import type { ErrorCode } from '../common/errors.ts';
+/**
+ * Access logs: one JSON line per connection (node agent) or request (waypoint) on stdout;
+ * the proxies' own logs go to stderr. The writer is generic over the record; the connection
+ * record the agent writes is defined here, the waypoint brings its request record.
+ */
+import type { ErrorCode } from './errors.ts';
 
 /** What is logged for each connection. */
 export interface AccessLogRecord {
@@ -23,8 +27,8 @@ export interface AccessLogRecord {
 }
 
 /** An access-log writer; `flush()` writes what is batched now (on exit). */
-export interface AccessLog {
-  (r: AccessLogRecord): void;
+export interface AccessLog<R extends object = AccessLogRecord> {
+  (r: R): void;
   flush(): void;
 }
 
@@ -33,8 +37,8 @@ export interface AccessLog {
  * written together (one write syscall per turn, not per connection: at thousands of new
  * connections per second the per-line write was a visible share of the agent's CPU).
  */
-export function createAccessLog(write: (line: string) => unknown = (l) => process.stdout.write(l),
-  schedule: (fn: () => void) => void = setImmediate): AccessLog {
+export function createAccessLog<R extends object = AccessLogRecord>(write: (line: string) => unknown = (l) => process.stdout.write(l),
+  schedule: (fn: () => void) => void = setImmediate): AccessLog<R> {
   let batch = '';
   let scheduled = false;
   const flush = (): void => {
@@ -46,7 +50,7 @@ export function createAccessLog(write: (line: string) => unknown = (l) => proces
   };
   // At thousands of connections per second most lines share a millisecond: format it once.
   let isoMs = -1, iso = '';
-  const log = (r: AccessLogRecord): void => {
+  const log = (r: R): void => {
     const ms = Date.now();
     if (ms !== isoMs) { isoMs = ms; iso = new Date(ms).toISOString(); }
     // Spliced rather than `{ time, ...r }`: the spread built a second object per line.
