@@ -56,10 +56,33 @@ export interface HboneServerOptions {
   maxHeaderListSize?: number;
   /** TLS handshake deadline (default 10 s). */
   handshakeTimeoutMs?: number;
+  /** CONNECTs one HTTP/2 session may have waiting for their answer (default DEFAULT_MAX_PENDING_PER_SESSION). */
+  maxPendingPerSession?: number;
+  /** CONNECTs all sessions together may have waiting for their answer (default DEFAULT_MAX_PENDING). */
+  maxPending?: number;
+}
+
+/**
+ * Unanswered CONNECTs per HTTP/2 session: in the agent, each one holds a pod connect (a
+ * descriptor) until the pod answers or the connect times out. One peer with a valid
+ * certificate could otherwise hold as many descriptors as it opens streams. Healthy pods
+ * answer a connect in well under a millisecond, so a legitimate burst (the bench opens 50
+ * connections at a time) stays far below this.
+ */
+export const DEFAULT_MAX_PENDING_PER_SESSION = 512;
+/** Unanswered CONNECTs over all sessions of one server (an agent process or worker). */
+export const DEFAULT_MAX_PENDING = 4096;
+
+// Set while a CONNECT handed to the handler is unanswered; accept/refuse release the slot.
+const releaseOnAnswer = new WeakMap<ServerHttp2Stream, () => void>();
+function answered(stream: ServerHttp2Stream): void {
+  const release = releaseOnAnswer.get(stream);
+  if (release !== undefined) { releaseOnAnswer.delete(stream); release(); }
 }
 
 /** Answers a CONNECT with a refusal: status plus a reason header, then ends the stream cleanly. */
 export function refuseTunnel(stream: ServerHttp2Stream, status: number, reason: string): void {
+  answered(stream);
   if (stream.destroyed || stream.closed) return;
   if (!stream.headersSent) stream.respond({ ':status': status, [REASON_HEADER]: reason.slice(0, 200) }, { endStream: true });
   else stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
@@ -67,9 +90,17 @@ export function refuseTunnel(stream: ServerHttp2Stream, status: number, reason: 
   stream.resume();
 }
 
-/** Answers a CONNECT with 200; the caller then pumps bytes. */
-export function acceptTunnel(stream: ServerHttp2Stream): void {
+/**
+ * Answers a CONNECT with 200; the caller then pumps bytes. Returns false, answering nothing,
+ * when the stream is already gone (the peer reset it while the handler was connecting):
+ * the caller must then close its upstream.
+ */
+export function acceptTunnel(stream: ServerHttp2Stream): boolean {
+  answered(stream);
+  // respond() on a closed stream throws ERR_HTTP2_INVALID_STREAM from an I/O callback.
+  if (stream.destroyed || stream.closed) return false;
   stream.respond({ ':status': 200 }, { endStream: false });
+  return true;
 }
 
 /** The 15008 listener. `create()` binds; `close()` drains. */
@@ -86,6 +117,8 @@ export class HboneServer {
   readonly #peerIdBySocket = new WeakMap<tls.TLSSocket, string | undefined>();
   /** Refusals by reason, for the admin page and tests. */
   readonly refused = new Map<string, number>();
+  readonly #pendingBySession = new WeakMap<Http2Session, number>();
+  #pending = 0;
   #closing: Promise<void> | undefined;
 
   private constructor(o: HboneServerOptions) {
@@ -148,6 +181,9 @@ export class HboneServer {
   /** Open HTTP/2 sessions (one per peer agent or waypoint). */
   get sessionCount(): number { return this.#sessions.size; }
 
+  /** CONNECTs handed to the handler and not answered yet (their upstream connects, in the agent). */
+  get pendingCount(): number { return this.#pending; }
+
   #count(reason: string): void {
     this.refused.set(reason, (this.refused.get(reason) ?? 0) + 1);
     this.#o.onRefused?.(reason);
@@ -209,6 +245,7 @@ export class HboneServer {
       refuseTunnel(stream, 400, errorMessage(e));
       return;
     }
+    if (!this.#holdPending(stream, tlsSock)) return;
     const sock = tlsSock;
     try {
       this.#o.onTunnel({
@@ -224,6 +261,37 @@ export class HboneServer {
       this.#o.log.error('HBONE tunnel handler threw', { error: e });
       refuseTunnel(stream, 500, 'internal error');
     }
+  }
+
+  // Takes a pending slot for the stream until it is answered or closes (a peer's reset must
+  // free it as well), or refuses the stream with 503 when the session or the server is full.
+  #holdPending(stream: ServerHttp2Stream, tlsSock: tls.TLSSocket): boolean {
+    const session = stream.session;
+    if (session === undefined) return false;
+    const perSessionLimit = this.#o.maxPendingPerSession ?? DEFAULT_MAX_PENDING_PER_SESSION;
+    const limit = this.#o.maxPending ?? DEFAULT_MAX_PENDING;
+    const mine = this.#pendingBySession.get(session) ?? 0;
+    if (mine >= perSessionLimit || this.#pending >= limit) {
+      this.#count('too_many_pending');
+      const which = mine >= perSessionLimit
+        ? `${mine} CONNECTs from ${tlsSock.remoteAddress ?? '?'} on this session are still connecting (limit ${perSessionLimit})`
+        : `${this.#pending} CONNECTs are still connecting on this server (limit ${limit})`;
+      this.#o.log.debug('HBONE: CONNECT refused, too many pending', { reason: which });
+      refuseTunnel(stream, 503, `too many pending CONNECTs: ${which}`);
+      return false;
+    }
+    this.#pending++;
+    this.#pendingBySession.set(session, mine + 1);
+    let held = true;
+    const release = (): void => {
+      if (!held) return;
+      held = false;
+      this.#pending--;
+      this.#pendingBySession.set(session, (this.#pendingBySession.get(session) ?? 1) - 1);
+    };
+    releaseOnAnswer.set(stream, release);
+    stream.once('close', release);
+    return true;
   }
 
   #peerIdentity(s: tls.TLSSocket): string | undefined {
