@@ -25,7 +25,7 @@ import { DataPlane } from './dataplane.ts';
 import type { DataPlanePorts, OpenConnection } from './dataplane.ts';
 import { createAccessLog } from '../common/access-log.ts';
 import { checkOrigDstSupport } from './orig-dst.ts';
-import { serveRoutes, json } from './http-endpoints.ts';
+import { serveRoutes, json } from '../common/http-routes.ts';
 import type { CertMessageEntry, FromWorker, ToWorker, WorkerSettings } from './worker-protocol.ts';
 import { PORTS } from '../common/ports.ts';
 
@@ -167,11 +167,20 @@ export class Agent {
       this.#certs.close();
       await this.#push.close();
       // Capture rules stay: a restarting agent finds them in place, and pods do not fall
-      // back to unencrypted traffic while it is away (fail closed).
+      // back to unencrypted traffic while it is away (fail closed). Only main.ts's
+      // --cleanup-on-exit removes them, through removeCapture() after this.
       await Promise.all(this.#servers.map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections(); })));
       this.#done();
     })();
     return this.#closing;
+  }
+
+  /**
+   * Removes the node's capture rules (`--cleanup-on-exit`, after close()). Goes through the
+   * same Capture, so it runs after any reconcile in flight; none starts once closing.
+   */
+  removeCapture(): Promise<void> {
+    return this.#capture?.remove() ?? Promise.resolve();
   }
 
   async #bind(): Promise<void> {

@@ -1,11 +1,12 @@
 /**
- * The agent's two small HTTP servers: 15020 (`/metrics`, `/healthz/ready`, on all
- * addresses, for Prometheus and the kubelet) and 15000 (admin, 127.0.0.1 only:
- * `/config_dump`, `/certs`, `/connections`).
+ * The proxies' small HTTP servers (node agent and waypoint alike): 15020 (`/metrics`,
+ * `/healthz/ready`, on all addresses, for Prometheus and the kubelet) and 15000 (admin,
+ * 127.0.0.1 only: `/config_dump`, `/certs`, `/connections`). Each is a fixed table of GET
+ * routes; the proxy supplies the table.
  */
 import http from 'node:http';
-import { RondoError, errorMessage } from '../common/errors.ts';
-import type { Logger } from '../common/log.ts';
+import { RondoError, errorMessage } from './errors.ts';
+import type { Logger } from './log.ts';
 
 /** A route: returns status, content type and body. */
 export type Route = () => Promise<{ status: number; type?: string; body: string }>;
@@ -30,7 +31,7 @@ export async function serveRoutes(o: { host: string; port: number; routes: Recor
     });
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (e) => reject(new RondoError('RONDO_E_LISTEN', `cannot listen for ${o.what} on ${o.host}:${o.port}: ${errorMessage(e)} (is another node agent running here?)`, { cause: e })));
+    server.once('error', (e) => reject(new RondoError('RONDO_E_LISTEN', `cannot listen for ${o.what} on ${o.host}:${o.port}: ${errorMessage(e)} (is another proxy already running in this network namespace?)`, { cause: e })));
     server.listen(o.port, o.host, resolve);
   });
   server.on('error', (e) => o.log.error(`${o.what} server error`, { error: e }));
