@@ -50,13 +50,16 @@ export function meshEntry(repo: string, part: 'controller' | 'node-agent', env: 
   return dist !== undefined && dist !== '' ? join(dist, part, 'main.js') : join(repo, part, 'main.ts');
 }
 
-/** Command line of the controller (contract). */
+/**
+ * Command line of the controller (contract). `RONDO_CONTROLLER_ARGS` adds controller flags
+ * (tests: e.g. `--debug-unchecked-trust-bundle-file <file>`), split on whitespace.
+ */
 export function controllerArgv(o: { node: string; repo: string; stateDir: string; runDir: string; plan: LabPlan },
   env: NodeJS.ProcessEnv = process.env): string[] {
   const p = meshPaths(o.runDir);
   const ttl = o.plan.meshOptions?.certTtlSeconds;
   return [o.node, meshEntry(o.repo, 'controller', env), '--files', o.stateDir, '--listen', o.plan.controller.ip, '--ca-dir', p.ca, '--tokens', p.tokens,
-    ...(ttl !== undefined ? ['--cert-ttl', String(ttl)] : [])];
+    ...(ttl !== undefined ? ['--cert-ttl', String(ttl)] : []), ...(env['RONDO_CONTROLLER_ARGS'] ?? '').split(/\s+/).filter((w) => w !== '')];
 }
 
 /**

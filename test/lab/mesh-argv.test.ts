@@ -14,6 +14,14 @@ t.test('RONDO_AGENT_NODE_OPTIONS and RONDO_AGENT_ARGS reach the node agent comma
   t.end();
 });
 
+t.test('RONDO_CONTROLLER_ARGS reaches the controller command line, last', (t) => {
+  const plan = planLab(parseLabSpec('apiVersion: lab.rondo.dev/v1\nkind: Lab\nmetadata: { name: m1 }\nspec: { nodes: 1 }\n', 'm.yaml'));
+  const o = { node: 'node', repo: '/r', stateDir: '/s', runDir: '/run/x', plan };
+  t.same(controllerArgv(o, { RONDO_CONTROLLER_ARGS: ' --debug-unchecked-trust-bundle-file  /x.pem ' }).slice(-2), ['--debug-unchecked-trust-bundle-file', '/x.pem']);
+  t.equal(controllerArgv(o, {}).at(-1), '/run/x/tokens.json', 'nothing added without it');
+  t.end();
+});
+
 t.test('RONDO_MESH_DIST runs the compiled build of the controller and the agents', (t) => {
   const plan = planLab(parseLabSpec('apiVersion: lab.rondo.dev/v1\nkind: Lab\nmetadata: { name: m1 }\nspec: { nodes: 1 }\n', 'm.yaml'));
   const env = { RONDO_MESH_DIST: '/r/bench/results/tmp/dist' };
