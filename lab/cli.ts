@@ -20,6 +20,8 @@ const USAGE = `usage: rondo lab <subcommand>
   logs [--name L] [-f] POD           a pod's output
   apply [--name L] -f FILE           add or change namespace labels and mesh resources
   delete [--name L] -f FILE          remove mesh resources
+  uninstall-node [--name L] NODE...  stop the node's agent and remove its capture rules and sets
+                                     (the node's pods then talk plaintext, as without the DaemonSet)
 `;
 
 /** Usage mistakes (exit code 2). */
@@ -181,6 +183,16 @@ export async function runLabCli(args: string[]): Promise<number> {
       if (typeof f !== 'string') throw new UsageError(`${sub} needs -f FILE`);
       const lab = Lab.open(pickLab(a.flags.get('--name')));
       return printResults(sub === 'apply' ? lab.apply(readSpecFile(f), f) : lab.delete(readSpecFile(f), f));
+    }
+    case 'uninstall-node': {
+      const a = parseArgs(rest, ['--name'], []);
+      if (a.positional.length === 0) throw new UsageError('uninstall-node needs one or more node names');
+      const lab = Lab.open(pickLab(a.flags.get('--name')));
+      for (const node of a.positional) {
+        await lab.uninstallNode(node);
+        out(`${node}: agent stopped, capture rules and sets removed`);
+      }
+      return 0;
     }
     case undefined:
     case '-h':

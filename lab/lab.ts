@@ -19,7 +19,7 @@ import type { RecordEntry } from './record.ts';
 import { addNetns, buildUnderlay, buildNode, buildPod, syncServices, listNetns } from './netns.ts';
 import { startInNetns, startWrapped, processState, killGroup, isOurs } from './processes.ts';
 import { StateWriter } from './state-writer.ts';
-import { writeTokens, controllerArgv, agentArgv, httpGetInNetns, waitFor, hasEntry, meshPaths, MESH_PORTS } from './mesh.ts';
+import { writeTokens, controllerArgv, agentArgv, httpGetInNetns, waitFor, hasEntry, meshPaths, MESH_PORTS, meshEntry } from './mesh.ts';
 
 /** Root of this repository (the lab runs `node <repo>/...`). */
 export const REPO_ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -350,15 +350,18 @@ export class Lab {
   /**
    * Stops a recorded mesh process (`controller`, `node-agent/<node>`) and starts it again with
    * the same command line and log (tests: agent restart), then waits for its readiness URL.
+   * Waits for the whole process group to be gone, not only the recorded `sh` wrapper (which
+   * dies on SIGTERM at once): an agent drains its connections first (`--drain-ms`, 10 s by
+   * default) and holds its ports until then. `graceMs` (default 12 s) bounds that wait
+   * before SIGKILL.
    */
-  async restartMeshProcess(name: string, o: { timeoutMs?: number; repo?: string } = {}): Promise<void> {
+  async restartMeshProcess(name: string, o: { timeoutMs?: number; repo?: string; graceMs?: number } = {}): Promise<void> {
     const e = this.procEntry(name);
     if (e === undefined || (e.role !== 'controller' && e.role !== 'node-agent')) {
       const known = this.record.entries.filter((x) => x.kind === 'process' && (x.role === 'controller' || x.role === 'node-agent')).map((x) => x.kind === 'process' ? x.name : '');
       throw new RondoError('RONDO_E_LAB_UNKNOWN_NAME', `no mesh process "${name}" in lab ${this.name}; known: ${known.join(', ') || 'none (is spec.mesh true?)'}`);
     }
-    await killGroup(e);
-    for (let i = 0; i < 100 && isOurs(e); i++) await new Promise((r) => setTimeout(r, 50));
+    await killGroup(e, o.graceMs ?? 12_000);
     const repo = o.repo ?? REPO_ROOT;
     const env = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/root', RONDO_LAB: this.name };
     const logs = join(this.runDir, 'logs');
@@ -381,6 +384,28 @@ export class Lab {
     this.record.replaceProcess({ kind: 'process', role: 'node-agent', name, ...a });
     const url = `http://${n.ip}:${MESH_PORTS.agentHealth}/healthz/ready`;
     await waitFor({ what: `node agent ${n.name} (${url})`, proc: a, timeoutMs, check: async () => (await httpGetInNetns(this.run, n.netns, url, 1)).status === 200 });
+  }
+
+  /**
+   * Takes the mesh off a node: stops its agent (SIGTERM: it drains, up to `graceMs`) and runs
+   * `node-agent/main.ts --uninstall` in the node's netns, which removes every `RONDO-*` chain,
+   * jump and `rondo-*` set (`rondo lab uninstall-node`). Enrolled pods on the node then talk
+   * plaintext, as after deleting the DaemonSet. Returns what the uninstall logged.
+   */
+  async uninstallNode(node: string, o: { graceMs?: number; repo?: string } = {}): Promise<string> {
+    const n = this.plan.nodes.find((x) => x.name === node);
+    if (n === undefined) throw new RondoError('RONDO_E_LAB_UNKNOWN_NAME', `no node "${node}" in lab ${this.name}; known: ${this.plan.nodes.map((x) => x.name).join(', ')}`);
+    const e = this.procEntry(`node-agent/${node}`);
+    if (e !== undefined) await killGroup(e, o.graceMs ?? 12_000);
+    const r = await this.run('ip', ['netns', 'exec', n.netns, process.execPath, meshEntry(o.repo ?? REPO_ROOT, 'node-agent'), '--uninstall'], { timeoutMs: 30_000 });
+    return r.stdout;
+  }
+
+  /** Stops a recorded mesh process and waits for its whole group (SIGKILL after `graceMs`, default 12 s). */
+  async stopMeshProcess(name: string, o: { graceMs?: number } = {}): Promise<void> {
+    const e = this.procEntry(name);
+    if (e === undefined) throw new RondoError('RONDO_E_LAB_UNKNOWN_NAME', `no process "${name}" in lab ${this.name}`);
+    await killGroup(e, o.graceMs ?? 12_000);
   }
 
   /** Pid of a recorded process (`controller`, `node-agent/<node>`, `pod/<ns>/<name>`) while it runs, else undefined. */

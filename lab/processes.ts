@@ -4,7 +4,7 @@
  * by process group only after checking the pid still belongs to the process that was started.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import { RondoError } from '../common/errors.ts';
 
 /** What is known about a started process. */
@@ -69,16 +69,42 @@ export function processState(p: { pid: number; startTime: string }, exitFile: st
   return { state: 'exited' };
 }
 
-/** Kills the process group (SIGTERM, then SIGKILL after `graceMs`); only if the pid is still ours. */
+/**
+ * Live members of process group `pgid` (field 5 of /proc/<pid>/stat; zombies have exited).
+ * The group outlives its leader: the `sh` wrapper dies on SIGTERM at once while the process
+ * it started (an agent draining its connections) is still running and holding its ports.
+ */
+export function groupMembers(pgid: number, procDir = '/proc'): number[] {
+  const out: number[] = [];
+  let names: string[];
+  try { names = readdirSync(procDir); } catch { return out; }
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try { stat = readFileSync(`${procDir}/${name}/stat`, 'utf8'); } catch { continue; }
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (rest[0] !== 'Z' && Number(rest[2]) === pgid) out.push(Number(name));
+  }
+  return out;
+}
+
+/**
+ * Kills the process group (SIGTERM, then SIGKILL after `graceMs`) and returns once every
+ * member is gone, not only the leader; only if the leader is still ours or its group still
+ * has members (Linux does not reuse a pid while it names a live process group).
+ */
 export async function killGroup(p: { pid: number; startTime: string }, graceMs = 1500, sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))): Promise<void> {
+  const alive = (): boolean => isOurs(p) || groupMembers(p.pid).length > 0;
   if (!isOurs(p)) return;
   const signal = (s: NodeJS.Signals): void => {
     try { process.kill(-p.pid, s); } catch { /* group already gone */ }
   };
   signal('SIGTERM');
   for (let waited = 0; waited < graceMs; waited += 50) {
-    if (!isOurs(p)) return;
+    if (!alive()) return;
     await sleep(50);
   }
   signal('SIGKILL');
+  // SIGKILL cannot be caught; the kernel still takes a moment to tear the members down.
+  for (let i = 0; i < 100 && alive(); i++) await sleep(20);
 }

@@ -18,9 +18,12 @@
  * cannot see it; a SYN forwarded to an enrolled pod after DNAT is rejected with a reset
  * instead of slipping past mTLS. (Under PERMISSIVE such a client must use the pod IP.)
  *
- * Agent down: the rules and the set stay (unless the agent is stopped with cleanup), so
- * captured connections meet a closed port and are reset: fail closed. Enrolled pods lose
- * connectivity until the agent is back rather than silently talking plaintext.
+ * Agent down: the rules and the set stay (unless the agent was started with
+ * `--cleanup-on-exit` and stopped cleanly), so captured connections meet a closed port and
+ * are reset: fail closed. Enrolled pods lose connectivity until the agent is back rather
+ * than silently talking plaintext. Removal (`remove()`, `main.ts --uninstall`) deletes every
+ * `RONDO-*` chain, every rule jumping to one and every `rondo-*` set: also what another
+ * version of the agent may have left.
  */
 import { spawn } from 'node:child_process';
 import { isIP } from 'node:net';
@@ -34,6 +37,13 @@ export const ENROLLED_SET = 'rondo-enrolled';
 export const NAT_CHAIN = 'RONDO-PREROUTING';
 /** The agent's filter chain, jumped from FORWARD at position 1. */
 export const FILTER_CHAIN = 'RONDO-FORWARD';
+
+/** Prefix of every iptables chain the agent makes (ipsets: the same in lower case). */
+export const CHAIN_PREFIX = 'RONDO-';
+/** Prefix of every ipset the agent makes. */
+export const SET_PREFIX = 'rondo-';
+/** Tables the agent writes to. */
+export const CAPTURE_TABLES = ['nat', 'filter'] as const;
 
 /** Capture redirect ports. */
 export const CAPTURE_PORTS = { outbound: PORTS.outboundCapture, inbound: PORTS.inboundCapture, hbone: PORTS.hbone } as const;
@@ -152,6 +162,38 @@ export function renderChainRemoval(table: string, parent: string, chain: string,
   return lines.join('\n');
 }
 
+/** What removing the agent's rules from one table takes, parsed from `iptables-save -t <table>`. */
+export interface TableRemoval {
+  /** `RONDO-*` chains in the table. */
+  chains: string[];
+  /** Rules of other chains that jump (or goto) to one of them, as `-D` lines. */
+  jumps: string[];
+}
+
+/** Finds every `RONDO-*` chain of a table and every rule elsewhere that jumps to one. */
+export function parseTableRemoval(save: string): TableRemoval {
+  const chains: string[] = [];
+  const jumps: string[] = [];
+  const target = new RegExp(` -[jg] ${CHAIN_PREFIX}\\S+(?: |$)`);
+  for (const raw of save.split('\n')) {
+    const line = raw.trim();
+    if (line.startsWith(`:${CHAIN_PREFIX}`)) chains.push(line.slice(1).split(' ')[0]!);
+    // Rules inside our chains go with the flush; only other chains' jumps need deleting.
+    else if (line.startsWith('-A ') && !line.startsWith(`-A ${CHAIN_PREFIX}`) && target.test(line)) jumps.push(`-D ${line.slice(3)}`);
+  }
+  return { chains, jumps };
+}
+
+/**
+ * iptables-restore --noflush input removing them: jumps first (a referenced chain cannot be
+ * deleted), then every chain flushed before any is deleted (ours may jump to each other).
+ * Empty when there is nothing to remove.
+ */
+export function renderTableRemoval(table: string, r: TableRemoval): string {
+  if (r.chains.length === 0 && r.jumps.length === 0) return '';
+  return [`*${table}`, ...r.jumps, ...r.chains.map((c) => `-F ${c}`), ...r.chains.map((c) => `-X ${c}`), 'COMMIT', ''].join('\n');
+}
+
 /** Parses the members of `ipset list <set> -o save` output. */
 export function parseIpsetSave(save: string, set: string = ENROLLED_SET): Set<string> {
   const out = new Set<string>();
@@ -204,7 +246,10 @@ export class Capture {
     return this.#serial(() => this.#reconcile(enrolledLocalPodIps));
   }
 
-  /** Removes every chain, jump and set capture made (uninstall / `--cleanup-on-exit`). */
+  /**
+   * Removes every `RONDO-*` chain, every jump to one and every `rondo-*` set (uninstall,
+   * `--cleanup-on-exit`); idempotent, and queued behind a reconcile in flight.
+   */
   remove(): Promise<void> {
     return this.#serial(() => this.#remove());
   }
@@ -267,11 +312,23 @@ export class Capture {
   }
 
   async #remove(): Promise<void> {
-    await this.#removeChain('nat', 'PREROUTING', NAT_CHAIN);
-    await this.#removeChain('filter', 'FORWARD', FILTER_CHAIN);
-    const listed = await this.#run('ipset', ['list', ENROLLED_SET, '-o', 'save']);
-    if (listed.code === 0) await this.#must('ipset', ['destroy', ENROLLED_SET]);
-    this.#log.info('capture removed', { set: ENROLLED_SET, chains: [NAT_CHAIN, FILTER_CHAIN] });
+    const chains: string[] = [];
+    let jumps = 0;
+    for (const table of CAPTURE_TABLES) {
+      const save = await this.#must('iptables-save', ['-t', table]);
+      const r = parseTableRemoval(save.stdout);
+      const script = renderTableRemoval(table, r);
+      if (script === '') continue;
+      await this.#must('iptables-restore', ['--noflush'], script);
+      chains.push(...r.chains.map((c) => `${table}/${c}`));
+      jumps += r.jumps.length;
+    }
+    // Sets last: the kernel refuses to destroy a set a rule still matches on.
+    const listed = await this.#must('ipset', ['list', '-n']);
+    const sets = listed.stdout.split('\n').map((l) => l.trim()).filter((n) => n.startsWith(SET_PREFIX));
+    for (const set of sets) await this.#must('ipset', ['destroy', set]);
+    if (chains.length === 0 && jumps === 0 && sets.length === 0) this.#log.info('capture: nothing to remove');
+    else this.#log.info('capture removed', { chains, jumps, sets });
   }
 
   async #must(cmd: string, args: string[], stdin?: string): Promise<CommandResult> {

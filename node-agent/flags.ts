@@ -17,11 +17,18 @@ export interface AgentFlags {
   drainMs: number;
   /** seconds of quiet after which the agent hands garbage back (0: never); see reclaim.ts */
   idleReclaimS: number;
+  /** remove the capture rules on a clean shutdown (default off: a restarting agent leaves them, so pods fail closed) */
+  cleanupOnExit: boolean;
 }
+
+/** What main.ts is asked to do: run the agent, or only remove this node's capture rules and exit. */
+export type AgentCommand = { kind: 'run'; flags: AgentFlags } | { kind: 'uninstall' };
 
 /** Usage text. */
 export const USAGE = `node node-agent/main.ts --node <name> --controller <ip>:${PORTS.controllerPush} --token-file <file> --ca-file <root-cert.pem> ` +
-  `[--workers N (default: 0 = in-process on ≤ 2 CPUs, else min(CPUs, 4))] [--admin-port ${PORTS.proxyAdmin}] [--metrics-port ${PORTS.proxyHealth}] [--drain-ms 10000] [--idle-reclaim-s 30 (0 = off)]`;
+  `[--workers N (default: 0 = in-process on ≤ 2 CPUs, else min(CPUs, 4))] [--admin-port ${PORTS.proxyAdmin}] [--metrics-port ${PORTS.proxyHealth}] [--drain-ms 10000] [--idle-reclaim-s 30 (0 = off)] ` +
+  '[--cleanup-on-exit (remove the capture rules on SIGTERM; off: pods fail closed while the agent restarts)]\n' +
+  '   or: node node-agent/main.ts --uninstall   (remove this node\'s capture rules and exit; stop the agent first)';
 
 function int(name: string, v: string | undefined, def: number, min: number, max: number): number {
   if (v === undefined) return def;
@@ -43,15 +50,18 @@ export function defaultWorkers(cpus: number): number {
 /** Parses argv (without node and script); throws InvalidInputError naming the flag. */
 export function parseAgentFlags(argv: string[]): AgentFlags {
   let values: Record<string, string | undefined>;
+  let cleanupOnExit = false;
   try {
-    values = parseArgs({
+    const { 'cleanup-on-exit': cleanup, ...strings } = parseArgs({
       args: argv, strict: true, allowPositionals: false,
       options: {
         node: { type: 'string' }, controller: { type: 'string' }, 'token-file': { type: 'string' }, 'ca-file': { type: 'string' },
         workers: { type: 'string' }, 'admin-port': { type: 'string' }, 'metrics-port': { type: 'string' }, 'drain-ms': { type: 'string' },
-        'idle-reclaim-s': { type: 'string' },
+        'idle-reclaim-s': { type: 'string' }, 'cleanup-on-exit': { type: 'boolean' },
       },
     }).values;
+    values = strings;
+    cleanupOnExit = cleanup === true;
   } catch (e) {
     throw new InvalidInputError(`${errorMessage(e)}\nusage: ${USAGE}`);
   }
@@ -76,5 +86,20 @@ export function parseAgentFlags(argv: string[]): AgentFlags {
     metricsPort: int('metrics-port', values['metrics-port'], PORTS.proxyHealth, 1, 65535),
     drainMs: int('drain-ms', values['drain-ms'], 10_000, 0, 3_600_000),
     idleReclaimS: int('idle-reclaim-s', values['idle-reclaim-s'], 30, 0, 86_400),
+    cleanupOnExit,
   };
+}
+
+/**
+ * Parses main.ts's command line: `--uninstall` alone, or the agent's flags. Uninstall takes
+ * no other flag: it needs no controller, token or CA, and a stray flag is more likely a
+ * mistake (meaning to start the agent) than something to ignore.
+ */
+export function parseAgentCommand(argv: string[]): AgentCommand {
+  if (!argv.includes('--uninstall')) return { kind: 'run', flags: parseAgentFlags(argv) };
+  const others = argv.filter((a) => a !== '--uninstall');
+  if (others.length > 0) {
+    throw new InvalidInputError(`--uninstall takes no other flag (it only removes this node's capture rules), got ${others.join(' ')}\nusage: ${USAGE}`);
+  }
+  return { kind: 'uninstall' };
 }

@@ -2,7 +2,8 @@
 import { createLogger } from '../common/log.ts';
 import { errorMessage } from '../common/errors.ts';
 import { installCrashHandlers } from '../common/crash.ts';
-import { USAGE, parseAgentFlags } from './flags.ts';
+import { USAGE, parseAgentCommand } from './flags.ts';
+import { Capture } from './capture.ts';
 import { Agent } from './agent.ts';
 import { IdleReclaimer } from './reclaim.ts';
 import { setDefaultHighWaterMark } from 'node:stream';
@@ -20,13 +21,20 @@ async function main(): Promise<void> {
   // A connection's errors stay on its sockets; anything that escapes ends the process and
   // the supervisor restarts it while the capture rules keep pods failing closed (crash.ts).
   installCrashHandlers({ log });
-  let flags;
+  let command;
   try {
-    flags = parseAgentFlags(process.argv.slice(2));
+    command = parseAgentCommand(process.argv.slice(2));
   } catch (e) {
     process.stderr.write(`node-agent: ${errorMessage(e)}\n`);
     process.exit(2);
   }
+  if (command.kind === 'uninstall') {
+    // No controller, token or CA needed: only this node's rules and sets go.
+    await Capture.create({ log: log.child('capture') }).remove();
+    log.info('node agent capture rules removed');
+    return;
+  }
+  const flags = command.flags;
   const agent = await Agent.create({
     node: flags.node, controller: flags.controller, tokenFile: flags.tokenFile, caFile: flags.caFile, log,
     workers: flags.workers, adminPort: flags.adminPort, metricsPort: flags.metricsPort, drainMs: flags.drainMs, idleReclaimS: flags.idleReclaimS,
@@ -35,6 +43,11 @@ async function main(): Promise<void> {
   const reclaimer = flags.idleReclaimS > 0 ? new IdleReclaimer({ log, quietChecks: flags.idleReclaimS }).start() : undefined;
   await agent.run();
   reclaimer?.stop();
+  if (flags.cleanupOnExit) {
+    // After the drain: connections still open at the deadline were reset by then.
+    await agent.removeCapture();
+    log.info('capture rules removed on exit (--cleanup-on-exit)');
+  }
   log.info('node agent stopped');
 }
 

@@ -1,8 +1,8 @@
 import t from 'tap';
 import { createLogger } from '../../common/log.ts';
 import {
-  Capture, CaptureError, chainInPlace, natRules, parseChain, parseIpsetSave, renderChainRemoval,
-  renderChainRestore, renderIpsetRestore, type CommandRunner,
+  Capture, CaptureError, chainInPlace, natRules, parseChain, parseIpsetSave, parseTableRemoval, renderChainRemoval,
+  renderChainRestore, renderIpsetRestore, renderTableRemoval, type CommandRunner,
 } from '../../node-agent/capture.ts';
 
 const log = createLogger('test', { write: () => true }, 'error');
@@ -15,6 +15,7 @@ function fakeKernel() {
     filter: { chains: new Set(['INPUT', 'FORWARD', 'OUTPUT']), rules: [] },
   };
   let set: Set<string> | undefined;
+  const otherSets = new Set<string>();
   const run: CommandRunner = (cmd, args, stdin) => {
     calls.push(stdin === undefined ? { cmd, args: [...args] } : { cmd, args: [...args], stdin });
     const ok = (stdout = '') => Promise.resolve({ code: 0, stdout, stderr: '' });
@@ -44,6 +45,7 @@ function fakeKernel() {
       }
       return ok();
     }
+    if (cmd === 'ipset' && args[0] === 'list' && args[1] === '-n') return ok([...(set !== undefined ? ['rondo-enrolled'] : []), ...otherSets].join('\n'));
     if (cmd === 'ipset' && args[0] === 'list') {
       if (set === undefined) return Promise.resolve({ code: 1, stdout: '', stderr: 'The set with the given name does not exist' });
       return ok(['create rondo-enrolled hash:ip family inet hashsize 1024 maxelem 65536', ...[...set].map((ip) => `add rondo-enrolled ${ip}`)].join('\n'));
@@ -57,10 +59,15 @@ function fakeKernel() {
       }
       return ok();
     }
-    if (cmd === 'ipset' && args[0] === 'destroy') { set = undefined; return ok(); }
+    if (cmd === 'ipset' && args[0] === 'destroy') {
+      // As the kernel: a set some rule still matches on cannot go.
+      if (Object.values(tables).some((tb) => tb.rules.some((r) => r.includes(`--match-set ${args[1]} `)))) return Promise.resolve({ code: 1, stdout: '', stderr: 'Set cannot be destroyed: it is in use by a kernel component' });
+      if (args[1] === 'rondo-enrolled') set = undefined; else otherSets.delete(args[1]!);
+      return ok();
+    }
     return Promise.resolve({ code: 127, stdout: '', stderr: 'unknown' });
   };
-  return { run, calls, tables, get set() { return set; } };
+  return { run, calls, tables, otherSets, get set() { return set; } };
 }
 
 t.test('first reconcile creates the set, the chains and one jump at position 1, in batches', async (t) => {
@@ -123,6 +130,42 @@ t.test('remove() deletes the jumps, chains and the set; twice is harmless', asyn
   t.notOk(k.tables.nat!.chains.has('RONDO-PREROUTING'));
   t.same(k.tables.filter!.rules, []);
   t.equal(k.set, undefined);
+});
+
+t.test('remove() also takes what another agent version left (any RONDO-* chain, jump or rondo-* set), and nothing else', async (t) => {
+  const k = fakeKernel();
+  const lines: string[] = [];
+  const cap = Capture.create({ log: createLogger('test', { write: (l: string) => lines.push(l) }, 'info'), run: k.run });
+  await cap.reconcile(['10.244.1.5']);
+  k.tables.nat!.chains.add('RONDO-OLD-OUTPUT');
+  k.tables.nat!.chains.add('KUBE-SVC');
+  k.tables.nat!.rules.push('-A OUTPUT -p tcp -j RONDO-OLD-OUTPUT', '-A RONDO-OLD-OUTPUT -j RONDO-PREROUTING', '-A OUTPUT -j KUBE-SVC', '-A OUTPUT -m comment --comment "not RONDO-OLD-OUTPUT" -j ACCEPT');
+  k.tables.filter!.rules.push('-A INPUT -m set --match-set kube-set src -j ACCEPT');
+  k.otherSets.add('rondo-old-set');
+  k.otherSets.add('kube-set');
+  await cap.remove();
+  t.same(k.tables.nat!.rules, ['-A PREROUTING -j LAB-SERVICES', '-A OUTPUT -j KUBE-SVC', '-A OUTPUT -m comment --comment "not RONDO-OLD-OUTPUT" -j ACCEPT'], 'only jumps to our chains go');
+  t.same([...k.tables.nat!.chains].filter((c) => c.startsWith('RONDO-')), []);
+  t.ok(k.tables.nat!.chains.has('KUBE-SVC'), 'other chains stay');
+  t.same(k.tables.filter!.rules, ['-A INPUT -m set --match-set kube-set src -j ACCEPT'], 'other rules stay');
+  t.same([...k.otherSets], ['kube-set'], 'other sets stay');
+  t.equal(k.set, undefined);
+  t.match(lines.at(-1), /"capture removed".*"chains":\["nat\/RONDO-PREROUTING","nat\/RONDO-OLD-OUTPUT","filter\/RONDO-FORWARD"\],"jumps":3,"sets":\["rondo-enrolled","rondo-old-set"\]/);
+  const n = k.calls.length;
+  await cap.remove();
+  t.same(k.calls.slice(n).filter((c) => c.stdin !== undefined || c.args[0] === 'destroy'), [], 'a second removal changes nothing');
+  t.match(lines.at(-1), /capture: nothing to remove/);
+});
+
+t.test('table removal: jumps deleted first, chains flushed before any is deleted', (t) => {
+  const save = ['*nat', ':PREROUTING ACCEPT [0:0]', ':RONDO-A - [0:0]', ':RONDO-B - [0:0]',
+    '-A PREROUTING -j RONDO-A', '-A PREROUTING -p tcp -m comment --comment "x" -g RONDO-B', '-A RONDO-A -j RONDO-B', 'COMMIT'].join('\n');
+  const r = parseTableRemoval(save);
+  t.same(r, { chains: ['RONDO-A', 'RONDO-B'], jumps: ['-D PREROUTING -j RONDO-A', '-D PREROUTING -p tcp -m comment --comment "x" -g RONDO-B'] });
+  t.equal(renderTableRemoval('nat', r), ['*nat', '-D PREROUTING -j RONDO-A', '-D PREROUTING -p tcp -m comment --comment "x" -g RONDO-B',
+    '-F RONDO-A', '-F RONDO-B', '-X RONDO-A', '-X RONDO-B', 'COMMIT', ''].join('\n'));
+  t.equal(renderTableRemoval('nat', parseTableRemoval('*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT')), '', 'nothing to do: no batch');
+  t.end();
 });
 
 t.test('without the DNAT guard the filter chain is absent', async (t) => {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { parseAgentFlags, defaultWorkers } from '../../node-agent/flags.ts';
+import { parseAgentFlags, defaultWorkers, parseAgentCommand } from '../../node-agent/flags.ts';
 
 const base = ['--node', 'node-1', '--controller', '10.250.0.2:15012', '--token-file', '/run/t', '--ca-file', '/run/ca.pem'];
 
@@ -35,4 +35,13 @@ t.test('main.ts exits 2 with the usage on a bad command line', async (t) => {
   const r = spawnSync(process.execPath, [new URL('../../node-agent/main.ts', import.meta.url).pathname, '--node', 'n'], { encoding: 'utf8', timeout: 20000 });
   t.equal(r.status, 2);
   t.match(r.stderr, /--controller is required\nusage: node node-agent\/main.ts/);
+});
+
+t.test('--cleanup-on-exit is off unless given; --uninstall stands alone', (t) => {
+  t.equal(parseAgentFlags(base).cleanupOnExit, false, 'rules stay by default: pods fail closed while the agent restarts');
+  t.equal(parseAgentFlags([...base, '--cleanup-on-exit']).cleanupOnExit, true);
+  t.same(parseAgentCommand(['--uninstall']), { kind: 'uninstall' });
+  t.same(parseAgentCommand(base), { kind: 'run', flags: parseAgentFlags(base) });
+  t.throws(() => parseAgentCommand(['--uninstall', '--node', 'node-1']), { code: 'RONDO_E_INVALID', message: /--uninstall takes no other flag.*--node node-1/ });
+  t.end();
 });
