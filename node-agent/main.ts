@@ -5,7 +5,7 @@ import { installCrashHandlers } from '../common/crash.ts';
 import { USAGE, parseAgentCommand } from './flags.ts';
 import { Capture } from './capture.ts';
 import { Agent } from './agent.ts';
-import { IdleReclaimer } from './reclaim.ts';
+import { IdleReclaimer } from '../common/reclaim.ts';
 import { setDefaultHighWaterMark } from 'node:stream';
 import { STREAM_HIGH_WATER_MARK } from './dataplane.ts';
 

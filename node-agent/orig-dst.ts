@@ -7,7 +7,7 @@ import { isIPv4 } from 'node:net';
 import type { Socket } from 'node:net';
 import { RondoError, errorMessage } from '../common/errors.ts';
 import { stripV4Mapped } from '../common/ip.ts';
-import { libcErrno, libcFunction } from './libc.ts';
+import { libcErrno, libcFunction } from '../common/libc.ts';
 
 const SOL_IP = 0;
 const SOL_IPV6 = 41;

@@ -13,7 +13,7 @@ import { DataPlane, STREAM_HIGH_WATER_MARK } from './dataplane.ts';
 import { setDefaultHighWaterMark } from 'node:stream';
 import type { DataPlaneCert } from './dataplane.ts';
 import { createAccessLog } from '../common/access-log.ts';
-import { IdleReclaimer } from './reclaim.ts';
+import { IdleReclaimer } from '../common/reclaim.ts';
 import type { CertMessageEntry, FromWorker, ToWorker, WorkerSettings } from './worker-protocol.ts';
 
 /** Rebuilds SecureContexts only for certificates that changed (building one costs ~1 ms). */

@@ -1,5 +1,6 @@
 /**
- * Gives memory back after a burst of traffic, once the agent has gone quiet.
+ * Gives memory back after a burst of traffic, once a proxy process (the node agent's primary
+ * or a data-path worker; the waypoint's too) has gone quiet.
  *
  * V8 collects the old generation only when it reaches a limit that grows to a few times the
  * live heap. After a load, an agent holding ~18 MB of live objects kept ~72 MB of old-space
@@ -17,10 +18,10 @@
  */
 import { Session } from 'node:inspector/promises';
 import { getHeapStatistics } from 'node:v8';
-import type { Logger } from '../common/log.ts';
-import { errorMessage } from '../common/errors.ts';
-import { realClock } from '../common/clock.ts';
-import type { Clock, TimerHandle } from '../common/clock.ts';
+import type { Logger } from './log.ts';
+import { errorMessage } from './errors.ts';
+import { realClock } from './clock.ts';
+import type { Clock, TimerHandle } from './clock.ts';
 import { libcFunction } from './libc.ts';
 
 /** What the reclaimer acts on; injectable for tests. */

@@ -5,7 +5,7 @@
  */
 import { createRequire } from 'node:module';
 
-/** The koffi surface the agent uses. */
+/** The koffi surface Rondo uses. */
 interface Koffi {
   load(path: string): { func(sig: string): (...args: never[]) => number };
   errno(): number;

@@ -1,8 +1,8 @@
 // The idle reclaimer: one memory-reducing GC and malloc_trim once the agent goes quiet after its RSS grew.
 import t from 'tap';
 import { createLogger } from '../../common/log.ts';
-import { IdleReclaimer, processHooks } from '../../node-agent/reclaim.ts';
-import type { ReclaimHooks } from '../../node-agent/reclaim.ts';
+import { IdleReclaimer, processHooks } from '../../common/reclaim.ts';
+import type { ReclaimHooks } from '../../common/reclaim.ts';
 import { ManualClock } from '../../common/clock.ts';
 
 const lines: string[] = [];
