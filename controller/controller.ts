@@ -10,6 +10,7 @@ import type { ProxyIdentity } from '../common/wire.ts';
 import { RondoError, errorMessage } from '../common/errors.ts';
 import { formatSpiffeId } from '../common/spiffe.ts';
 import { ObjectStore } from './store.ts';
+import { LABELS } from './model/labels.ts';
 import { ModelBuilder, forProxy, type MeshSnapshot } from './model/build.ts';
 import type { InvalidResource } from './model/labels.ts';
 import { PushServer, type ProxyStatus } from './push/server.ts';
@@ -289,7 +290,10 @@ export class Controller {
     const snap = this.#requireSnapshot();
     if (proxy.kind === 'node-agent') {
       if (snap.identitiesByNode.get(proxy.node)?.has(identity) !== true) {
-        throw new RondoError('RONDO_E_CSR_FORBIDDEN', `node agent of ${proxy.node} asked for ${identity}, but no pod with that service account is scheduled on ${proxy.node}`);
+        const why = snap.unenrolledIdentitiesByNode.get(proxy.node)?.has(identity) === true
+          ? `the pods with that service account on ${proxy.node} are not enrolled in the mesh (label the namespace or pod ${LABELS.dataplaneMode}=ambient)`
+          : `no pod with that service account is scheduled on ${proxy.node}`;
+        throw new RondoError('RONDO_E_CSR_FORBIDDEN', `node agent of ${proxy.node} asked for ${identity}, but ${why}`);
       }
     } else {
       const own = formatSpiffeId(this.#o.trustDomain, proxy.namespace, proxy.name);

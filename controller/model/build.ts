@@ -10,8 +10,8 @@ import { formatSpiffeId } from '../../common/spiffe.ts';
 import type { KubeObject } from '../sources/types.ts';
 import type { StoreReader } from '../store.ts';
 import type { ProxyView } from '../push/view.ts';
-import { LABELS, type InvalidResource } from './labels.ts';
-import { podToWorkload, type PodResult } from './workloads.ts';
+import { LABELS, labelsOf, type InvalidResource } from './labels.ts';
+import { isEnrolled, podToWorkload, type PodResult } from './workloads.ts';
 import { serviceToWire, type ServiceResult } from './services.ts';
 import { toAuthorizationPolicy, toPeerAuthentication } from './policies.ts';
 import { L7_KINDS, ROUTE_KINDS, isOurRoute, toL7, waypointGateways } from './l7.ts';
@@ -35,11 +35,17 @@ export interface MeshSnapshot extends ProxyView {
   };
   /** Resources left out, with the reason (sorted by kind/namespace/name). */
   readonly invalid: readonly InvalidResource[];
-  /** SPIFFE identities of pods scheduled on each node (who may ask for which certificate). */
+  /**
+   * SPIFFE identities of enrolled pods scheduled on each node: the only certificates that
+   * node's agent may obtain. A pod outside the mesh never needs one from its agent, so an
+   * agent (or whoever holds its token) cannot take the identity of a plain pod on its node.
+   */
   readonly identitiesByNode: ReadonlyMap<string, ReadonlySet<string>>;
+  /** Identities of pods scheduled on a node with none of them enrolled (only to explain a refusal). */
+  readonly unenrolledIdentitiesByNode: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
-interface PodCacheEntry { pod: KubeObject; ns: KubeObject | undefined; out: PodResult; sched: { node: string; identity: string } | undefined }
+interface PodCacheEntry { pod: KubeObject; ns: KubeObject | undefined; out: PodResult; sched: ScheduledIdentity | undefined }
 interface SvcCacheEntry { svc: KubeObject; ns: KubeObject | undefined; slices: KubeObject[]; usedIpIndex: boolean; out: ServiceResult }
 
 function sameArray(a: readonly unknown[], b: readonly unknown[]): boolean {
@@ -72,23 +78,27 @@ export class ModelBuilder {
     // Workloads.
     const workloads = new Map<string, Workload>();
     const identitiesByNode = new Map<string, Set<string>>();
+    const unenrolled = new Map<string, Set<string>>();
     const nextPods = new Map<string, PodCacheEntry>();
     for (const [key, pod] of store.list('Pod')) {
       const ns = nsOf(pod.metadata.namespace);
       let e = this.#pods.get(key);
-      if (e === undefined || e.pod !== pod || e.ns !== ns) e = { pod, ns, out: podToWorkload(pod, ns, td), sched: scheduledIdentity(pod, td) };
+      if (e === undefined || e.pod !== pod || e.ns !== ns) e = { pod, ns, out: podToWorkload(pod, ns, td), sched: scheduledIdentity(pod, ns, td) };
       nextPods.set(key, e);
       const out = e.out;
       if ('workload' in out) workloads.set(out.workload.uid, out.workload);
       else if ('error' in out) invalid.push({ kind: 'Pod', namespace: pod.metadata.namespace, name: pod.metadata.name, reason: out.error });
       const sched = e.sched;
       if (sched !== undefined) {
-        let s = identitiesByNode.get(sched.node);
-        if (s === undefined) identitiesByNode.set(sched.node, (s = new Set()));
+        const into = sched.enrolled ? identitiesByNode : unenrolled;
+        let s = into.get(sched.node);
+        if (s === undefined) into.set(sched.node, (s = new Set()));
         s.add(sched.identity);
       }
     }
     this.#pods = nextPods;
+    // One enrolled pod of a service account is enough to authorize its identity.
+    for (const [node, ids] of unenrolled) for (const id of identitiesByNode.get(node) ?? []) ids.delete(id);
     // Built only if some EndpointSlice lacks targetRefs (rare: Kubernetes sets them).
     let uidByIp: Map<string, string> | undefined;
     const uidOfIp = (ip: string): string | undefined => {
@@ -153,6 +163,7 @@ export class ModelBuilder {
       },
       invalid,
       identitiesByNode,
+      unenrolledIdentitiesByNode: unenrolled,
     };
     this.#prev = snap;
     return snap;
@@ -187,14 +198,21 @@ function sameMapRefs<V>(a: ReadonlyMap<string, V>, b: ReadonlyMap<string, V>): b
   return true;
 }
 
-/** Node and identity of a pod that is scheduled and not finished (may ask for a cert). */
-function scheduledIdentity(pod: KubeObject, td: string): { node: string; identity: string } | undefined {
-  const spec = pod.spec as { nodeName?: unknown; serviceAccountName?: unknown } | undefined;
+interface ScheduledIdentity { node: string; identity: string; enrolled: boolean }
+
+/**
+ * Node, identity and enrollment of a pod that is scheduled and not finished (it may need a
+ * cert before it runs, so any phase but Succeeded/Failed counts). Enrollment is the same
+ * rule as the workload's, so an agent is never refused a cert for a pod it captures.
+ */
+function scheduledIdentity(pod: KubeObject, ns: KubeObject | undefined, td: string): ScheduledIdentity | undefined {
+  const spec = pod.spec as { nodeName?: unknown; serviceAccountName?: unknown; serviceAccount?: unknown } | undefined;
   const phase = (pod.status as { phase?: unknown } | undefined)?.phase;
   if (phase === 'Succeeded' || phase === 'Failed') return undefined;
-  if (typeof spec?.nodeName !== 'string' || pod.metadata.namespace === undefined) return undefined;
-  const sa = typeof spec.serviceAccountName === 'string' ? spec.serviceAccountName : 'default';
-  return { node: spec.nodeName, identity: formatSpiffeId(td, pod.metadata.namespace, sa) };
+  if (typeof spec?.nodeName !== 'string' || spec.nodeName === '' || pod.metadata.namespace === undefined) return undefined;
+  const sa = typeof spec.serviceAccountName === 'string' ? spec.serviceAccountName
+    : typeof spec.serviceAccount === 'string' ? spec.serviceAccount : 'default';
+  return { node: spec.nodeName, identity: formatSpiffeId(td, pod.metadata.namespace, sa), enrolled: isEnrolled(labelsOf(pod), labelsOf(ns)) };
 }
 
 /** Convenience: one full build without caches. */

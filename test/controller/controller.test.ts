@@ -78,7 +78,7 @@ t.test('a file change reaches a connected node agent; a burst is debounced into 
   t.match(metrics, /rondo_controller_connected_proxies\{kind="node-agent"\} 1/);
 });
 
-t.test('CSR node authorization: a node agent gets certs only for pods on its node; a waypoint only its own', async (t) => {
+t.test('CSR node authorization: a node agent gets certs only for enrolled pods on its node; a waypoint only its own', async (t) => {
   const h2 = await setup(t);
   writeFileSync(join(h2.state, 'db.yaml'), podYaml('db-1', '10.244.2.5', 'node-2', 'db'));
   const agent = h2.client('node-1-token-0123456789', { kind: 'node-agent', node: 'node-1' });
@@ -99,6 +99,39 @@ t.test('CSR node authorization: a node agent gets certs only for pods on its nod
   await t.rejects(wp.sign('spiffe://cluster.local/ns/demo/sa/web', web.csrPem), /may only hold spiffe:\/\/cluster.local\/ns\/demo\/sa\/wp/);
   const csrs = await h2.metrics.csrs.get();
   t.same(csrs.values.map((v) => [v.labels['result'], v.value]).sort(), [['refused', 3], ['signed', 2]]);
+});
+
+t.test('CSR node authorization: a pod on the node that is not enrolled gives its agent no certificate for it', async (t) => {
+  const h = await setup(t);
+  writeFileSync(join(h.state, 'plain.yaml'), [
+    'apiVersion: v1\nkind: Namespace\nmetadata: { name: plain }\n',
+    'apiVersion: v1\nkind: Pod\nmetadata: { name: legacy-1, namespace: plain, uid: uid-legacy-1 }\nspec: { nodeName: node-1, serviceAccountName: legacy }\nstatus: { phase: Running, podIP: 10.244.1.40 }\n',
+    // Opted out inside an ambient namespace.
+    'apiVersion: v1\nkind: Pod\nmetadata: { name: batch-1, namespace: demo, uid: uid-batch-1, labels: { rondo.dev/dataplane-mode: none } }\nspec: { nodeName: node-1, serviceAccountName: batch }\nstatus: { phase: Running, podIP: 10.244.1.41 }\n',
+    // One opted-out pod of a service account that also has an enrolled pod on the node.
+    'apiVersion: v1\nkind: Pod\nmetadata: { name: web-optout, namespace: demo, uid: uid-web-optout, labels: { rondo.dev/dataplane-mode: none } }\nspec: { nodeName: node-1, serviceAccountName: web }\nstatus: { phase: Running, podIP: 10.244.1.42 }\n',
+  ].join('---\n'));
+  const agent = h.client('node-1-token-0123456789', { kind: 'node-agent', node: 'node-1' });
+  await agent.ready();
+  await until(() => h.ctl.snapshot?.resources.workloads.has('uid-legacy-1') === true && h.ctl.snapshot.resources.workloads.has('uid-web-optout'));
+
+  for (const id of ['spiffe://cluster.local/ns/plain/sa/legacy', 'spiffe://cluster.local/ns/demo/sa/batch']) {
+    const k = await generateKeyAndCsr(id);
+    await t.rejects(agent.sign(id, k.csrPem), { message: /not enrolled in the mesh \(label the namespace or pod rondo\.dev\/dataplane-mode=ambient\)/ }, `${id}: refused, and the reason says why`);
+  }
+  const web = await generateKeyAndCsr('spiffe://cluster.local/ns/demo/sa/web');
+  t.equal(spiffeIdOf((await agent.sign('spiffe://cluster.local/ns/demo/sa/web', web.csrPem))[0]), 'spiffe://cluster.local/ns/demo/sa/web', 'an enrolled pod still gets its cert, even beside an opted-out pod of the same account');
+
+  // Enrolling the namespace is what makes the identity obtainable.
+  writeFileSync(join(h.state, 'plain.yaml'), [
+    'apiVersion: v1\nkind: Namespace\nmetadata: { name: plain, labels: { rondo.dev/dataplane-mode: ambient } }\n',
+    'apiVersion: v1\nkind: Pod\nmetadata: { name: legacy-1, namespace: plain, uid: uid-legacy-1 }\nspec: { nodeName: node-1, serviceAccountName: legacy }\nstatus: { phase: Running, podIP: 10.244.1.40 }\n',
+  ].join('---\n'));
+  await until(() => h.ctl.snapshot?.identitiesByNode.get('node-1')?.has('spiffe://cluster.local/ns/plain/sa/legacy') === true);
+  const legacy = await generateKeyAndCsr('spiffe://cluster.local/ns/plain/sa/legacy');
+  t.equal(spiffeIdOf((await agent.sign('spiffe://cluster.local/ns/plain/sa/legacy', legacy.csrPem))[0]), 'spiffe://cluster.local/ns/plain/sa/legacy');
+  const csrs = await h.metrics.csrs.get();
+  t.same(csrs.values.map((v) => [v.labels['result'], v.value]).sort(), [['refused', 2], ['signed', 2]]);
 });
 
 t.test('an invalid resource is reported (metric, debug endpoint, status hook) and the rest still reaches proxies', async (t) => {

@@ -57,6 +57,30 @@ t.test('pods without an IP or not Running are not served; identity, owner name a
   t.end();
 });
 
+t.test('certificate authorization follows enrollment: only enrolled pods put their identity on their node', (t) => {
+  const b = new ModelBuilder(mesh);
+  const store = storeWith(
+    namespace('demo'), namespace('plain', {}),
+    pod('demo', 'a', '10.244.1.2', { sa: 'a' }),
+    pod('demo', 'out', '10.244.1.3', { sa: 'out', labels: { 'rondo.dev/dataplane-mode': 'none' } }),
+    pod('plain', 'c', '10.244.1.4', { sa: 'c' }),
+    pod('plain', 'd', undefined, { sa: 'd', phase: 'Pending', labels: { 'rondo.dev/dataplane-mode': 'ambient' } }),
+    pod('plain', 'e', '10.244.2.5', { sa: 'e', node: 'node-2' }),
+  );
+  const ids = (m: ReadonlyMap<string, ReadonlySet<string>>, node: string): string[] => [...(m.get(node) ?? [])].sort();
+  let snap = b.build(store);
+  t.same(ids(snap.identitiesByNode, 'node-1'), ['spiffe://cluster.local/ns/demo/sa/a', 'spiffe://cluster.local/ns/plain/sa/d'], 'enrolled pods only, a pending one included');
+  t.same(ids(snap.unenrolledIdentitiesByNode, 'node-1'), ['spiffe://cluster.local/ns/demo/sa/out', 'spiffe://cluster.local/ns/plain/sa/c']);
+  t.same(ids(snap.identitiesByNode, 'node-2'), []);
+  // Enrolling the namespace (the pods unchanged, so the per-pod cache must see the namespace).
+  store.upsert(namespace('plain'));
+  snap = b.build(store);
+  t.same(ids(snap.identitiesByNode, 'node-2'), ['spiffe://cluster.local/ns/plain/sa/e']);
+  t.ok(snap.identitiesByNode.get('node-1')?.has('spiffe://cluster.local/ns/plain/sa/c'));
+  t.same(ids(snap.unenrolledIdentitiesByNode, 'node-1'), ['spiffe://cluster.local/ns/demo/sa/out']);
+  t.end();
+});
+
 t.test('waypoint: Service label overrides the Namespace, none disables', (t) => {
   const snap = buildSnapshot(storeWith(
     namespace('demo', { 'rondo.dev/dataplane-mode': 'ambient', 'rondo.dev/use-waypoint': 'ns-wp' }),
