@@ -15,12 +15,12 @@ import type { ErrorCode } from '../common/errors.ts';
 import { PORTS } from '../common/ports.ts';
 import { stripV4Mapped } from '../common/ip.ts';
 import {
-  HboneClientPool, HboneServer, acceptTunnel, refuseTunnel, pump, buildBaggage, parseBaggage, newTraceparent,
+  HboneClientPool, HboneServer, acceptTunnel, refuseTunnel, pump, buildBaggage, newTraceparent,
 } from '../common/hbone.ts';
 import type { HostPort, InboundTunnel, PumpResult, ServerCredentials } from '../common/hbone.ts';
 import type { Service, Workload } from '../common/wire.ts';
 import type { AgentState } from './state.ts';
-import { decideOutbound, pickerKey, pickerPools } from './decide.ts';
+import { decideOutbound, inboundSource, pickerKey, pickerPools } from './decide.ts';
 import { EndpointPicker } from '../common/endpoint-picker.ts';
 import type { OutboundDecision } from './decide.ts';
 import { tcpLabels } from '../common/istio-labels.ts';
@@ -85,7 +85,7 @@ export const STREAM_HIGH_WATER_MARK = 256 * 1024;
 export const DEFAULT_PORTS: DataPlanePorts = { outbound: PORTS.outboundCapture, inbound: PORTS.inboundCapture, hbone: PORTS.hbone };
 
 // Per connection, the same source pod sends the same baggage: build it once per Workload
-// object (a new config brings new objects) and parse each distinct header once.
+// object (a new config brings new objects).
 const baggageByWorkload = new WeakMap<Workload, string>();
 function baggageOf(w: Workload): string {
   let b = baggageByWorkload.get(w);
@@ -99,18 +99,6 @@ function baggageOf(w: Workload): string {
   }
   return b;
 }
-const parsedBaggageCache = new Map<string, ReturnType<typeof parseBaggage>>();
-function parsedBaggage(header: string | undefined): ReturnType<typeof parseBaggage> {
-  if (header === undefined) return {};
-  let p = parsedBaggageCache.get(header);
-  if (p === undefined) {
-    if (parsedBaggageCache.size >= 4096) parsedBaggageCache.clear();
-    p = parseBaggage(header);
-    parsedBaggageCache.set(header, p);
-  }
-  return p;
-}
-
 function defaultOrigDst(s: net.Socket): HostPort | undefined {
   const d = originalDestination(s);
   return d === undefined ? undefined : { ip: d.ip, port: d.port };
@@ -417,10 +405,9 @@ export class DataPlane {
     }, 'hbone');
     this.#m.audited(verdict.audited, verdict.allowed);
     if (!verdict.allowed) { refuse(403, verdict.code, verdict.reason); return; }
-    // The source workload is known only from what the peer agent sent in `baggage`.
-    const bag = parsedBaggage(typeof t.headers['baggage'] === 'string' ? t.headers['baggage'] : undefined);
-    const source = bag.namespace !== undefined && bag.workloadName !== undefined
-      ? ({ namespace: bag.namespace, workloadName: bag.workloadName } as Workload) : undefined;
+    // From the certificate and the config; the peer's own `baggage` only picks among the
+    // workloads of its identity (it could otherwise forge labels and add series at will).
+    const source = inboundSource(state, t.peerIdentity, typeof t.headers['baggage'] === 'string' ? t.headers['baggage'] : undefined);
     const labels = tcpLabels({ reporter: 'destination', source, sourcePrincipal: t.peerIdentity, destination: target, mtls: true });
     const up = net.connect({ host: t.target.ip, port: t.target.port, allowHalfOpen: true, noDelay: true, timeout: this.#o.connectTimeoutMs ?? 10_000 });
     up.once('timeout', () => up.destroy(new RondoError('RONDO_E_UPSTREAM_TIMEOUT', 'connect timed out')));

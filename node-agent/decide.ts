@@ -1,7 +1,7 @@
 /**
  * The outbound decision: a pure function of the agent's state from (source pod, original
- * destination) to where a captured connection goes. No sockets here; the data path acts
- * on the returned value.
+ * destination) to where a captured connection goes, and the source an inbound tunnel is
+ * labelled with. No sockets here; the data path acts on the returned value.
  *
  * Choices made (documented in docs/architecture.md):
  * - VIP with a port the Service does not declare: passthrough to the VIP (as Istio does), so
@@ -14,7 +14,10 @@
  */
 import type { Service, Workload } from '../common/wire.ts';
 import type { ErrorCode } from '../common/errors.ts';
-import { formatSpiffeId } from '../common/spiffe.ts';
+import { formatSpiffeId, tryParseSpiffeId } from '../common/spiffe.ts';
+import { UNKNOWN } from '../common/istio-labels.ts';
+import { parseBaggage } from '../common/hbone-headers.ts';
+import type { LabelWorkload } from '../common/istio-labels.ts';
 import { PORTS, type HbonePort } from '../common/ports.ts';
 import { endpointKey } from '../common/endpoint-picker.ts';
 import type { EndpointPicker } from '../common/endpoint-picker.ts';
@@ -245,4 +248,33 @@ function podStandIn(w: Workload): Service {
 /** `ip:port`, with brackets for IPv6. */
 export function authorityOf(ip: string, port: number): string {
   return endpointKey(ip, port);
+}
+
+/**
+ * The source workload a destination agent labels an inbound HBONE tunnel with, from what
+ * the control plane knows about the peer's verified identity. `baggage` is the header the
+ * peer wrote: a peer holding a valid mesh certificate can write
+ * anything there, so it only chooses among the workloads that really run under that
+ * identity (Deployments sharing a service account) and is ignored otherwise. Namespace
+ * and workload name therefore take values from the pushed config or the certificate, and
+ * forged baggage can neither lie nor make new label sets. Undefined: no usable identity.
+ */
+export function inboundSource(
+  state: AgentState,
+  peerIdentity: string | undefined,
+  baggage: string | undefined,
+): LabelWorkload | undefined {
+  if (peerIdentity === undefined) return undefined;
+  const known = state.workloadsByIdentity(peerIdentity);
+  if (known !== undefined) {
+    if (known.size === 1) for (const w of known.values()) return w;
+    // Parsed only here, where it can matter: other tunnels never read the header.
+    const claimed = parseBaggage(baggage);
+    const picked = claimed.workloadName === undefined ? undefined : known.get(claimed.workloadName);
+    if (picked !== undefined && (claimed.namespace === undefined || claimed.namespace === picked.namespace)) return picked;
+  }
+  // No workload (a pod the config does not list yet) or no agreeing claim: the namespace is
+  // still certain, it is part of the identity the mesh CA signed.
+  const id = tryParseSpiffeId(peerIdentity);
+  return id === undefined ? undefined : { namespace: id.namespace, workloadName: UNKNOWN, identity: peerIdentity };
 }

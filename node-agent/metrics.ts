@@ -4,12 +4,19 @@
  * health. The per-connection path is cheap: each connection adds plain numbers to the
  * accumulator of its label set, which reach the prom-client counters when Prometheus
  * scrapes (long-lived connections show progress without a timer or a per-chunk update).
+ *
+ * Label sets are bounded (DEFAULT_MAX_TCP_LABEL_SETS): prom-client keeps every label set
+ * it was ever given until the process ends, so anything that lets label values vary
+ * without limit (a bug, a churn pattern, a hostile peer) would otherwise grow /metrics and
+ * memory for good. Past the bound a connection is counted under its label set with every
+ * workload, service and principal label `unknown` (reporter, protocol and security policy
+ * kept: at most 4 such sets), and rondo_agent_tcp_label_sets_collapsed_total counts it.
  */
 import { Counter, Gauge, Registry } from 'prom-client';
 import { collectProcessMetrics } from '../common/process-metrics.ts';
-import { reasonLabel } from '../common/errors.ts';
+import { RondoError, reasonLabel } from '../common/errors.ts';
 import type { ErrorCode } from '../common/errors.ts';
-import { TCP_LABEL_NAMES } from '../common/istio-labels.ts';
+import { TCP_LABEL_NAMES, UNKNOWN } from '../common/istio-labels.ts';
 import type { TcpLabels } from '../common/istio-labels.ts';
 
 // Per label set, what happened since the last scrape. prom-client validates and hashes all
@@ -66,9 +73,23 @@ export class ConnectionMetrics {
   }
 }
 
+/**
+ * Distinct istio_tcp_* label sets one registry (the primary, or one worker) accepts before it
+ * collapses new ones. A set is 4 series (opened, closed, sent, received), ~1.7 KB of
+ * /metrics text: at the bound /metrics is ~3.4 MB. Label values come from the pushed config
+ * and verified identities, so a node's real (source, destination, service) pairs stay well
+ * below it; reaching it means something varies that should not, and the collapse counter says so.
+ */
+export const DEFAULT_MAX_TCP_LABEL_SETS = 2000;
+
+// The label names a collapsed set keeps: bounded values only.
+const KEPT_WHEN_COLLAPSED = new Set<string>(['reporter', 'request_protocol', 'connection_security_policy']);
+
 /** Options of AgentMetrics. */
 export interface AgentMetricsOptions {
   registry?: Registry;
+  /** Bound on distinct istio_tcp_* label sets (default DEFAULT_MAX_TCP_LABEL_SETS). */
+  maxTcpLabelSets?: number;
   /** Wall clock in ms, injectable for tests. */
   now?: () => number;
   /**
@@ -95,10 +116,16 @@ export class AgentMetrics {
   readonly #refused: Counter<string>;
   readonly #audit: Counter<string>;
   readonly #hboneRefused: Counter<string>;
+  readonly #collapsed: Counter;
+  readonly #maxLabelSets: number;
 
   constructor(o: AgentMetricsOptions = {}) {
     this.registry = o.registry ?? new Registry();
     this.#now = o.now ?? Date.now;
+    this.#maxLabelSets = o.maxTcpLabelSets ?? DEFAULT_MAX_TCP_LABEL_SETS;
+    if (!Number.isInteger(this.#maxLabelSets) || this.#maxLabelSets < 0) {
+      throw new RondoError('RONDO_E_INVALID', `maxTcpLabelSets must be a whole number >= 0, got ${String(o.maxTcpLabelSets)}`);
+    }
     const registers = [this.registry];
     const labelNames = [...TCP_LABEL_NAMES];
     const flushAll = (): void => this.flushAll();
@@ -146,6 +173,20 @@ export class AgentMetrics {
       labelNames: ['reason'],
       registers,
     });
+    this.#collapsed = new Counter({
+      name: 'rondo_agent_tcp_label_sets_collapsed_total',
+      help: 'Connections counted with unknown workload, service and principal labels because the istio_tcp_* label-set bound was reached',
+      registers,
+    });
+    const series = this.#series;
+    new Gauge({
+      name: 'rondo_agent_tcp_label_sets',
+      help: 'Distinct istio_tcp_* label sets held (bounded; collapsed sets included)',
+      registers,
+      collect() {
+        this.set(series.size);
+      },
+    });
     const open = this.#open;
     new Gauge({
       name: 'rondo_agent_open_connections',
@@ -168,19 +209,25 @@ export class AgentMetrics {
     return c;
   }
 
-  // One accumulator per label set. The set is bounded by pod pairs; once it grows past
-  // 10,000 it is flushed and dropped whole (the counters keep their totals).
+  // One accumulator per label set, kept as long as the counters keep the set (for good).
   readonly #series = new Map<string, TcpSeries>();
+  // Sets counted against the bound: all but the collapsed ones (at most 4 of those).
+  #boundedSets = 0;
   #seriesOf(labels: TcpLabels): TcpSeries {
-    let key = '';
-    for (const n of TCP_LABEL_NAMES) key += labels[n] + '\u0000';
-    let s = this.#series.get(key);
-    if (s === undefined) {
-      if (this.#series.size >= 10_000) { this.flushAll(); this.#series.clear(); }
-      s = { labels, opened: 0, closed: 0, sent: 0, received: 0 };
-      this.#series.set(key, s);
+    const key = labelKey(labels);
+    const s = this.#series.get(key);
+    if (s !== undefined) return s;
+    const collapsedForm = isCollapsed(labels);
+    if (!collapsedForm) {
+      if (this.#boundedSets >= this.#maxLabelSets) {
+        this.#collapsed.inc();
+        return this.#seriesOf(collapse(labels));
+      }
+      this.#boundedSets++;
     }
-    return s;
+    const fresh: TcpSeries = { labels, opened: 0, closed: 0, sent: 0, received: 0 };
+    this.#series.set(key, fresh);
+    return fresh;
   }
 
   /** @internal called by ConnectionMetrics.close(). */
@@ -228,4 +275,22 @@ export class AgentMetrics {
   exposition(): Promise<string> {
     return this.registry.metrics();
   }
+}
+
+function labelKey(labels: TcpLabels): string {
+  let key = '';
+  for (const n of TCP_LABEL_NAMES) key += labels[n] + '\u0000';
+  return key;
+}
+
+/** The label set a connection is counted under once the bound is reached. */
+function collapse(labels: TcpLabels): TcpLabels {
+  const out = { ...labels };
+  for (const n of TCP_LABEL_NAMES) if (!KEPT_WHEN_COLLAPSED.has(n)) out[n] = UNKNOWN;
+  return out;
+}
+
+function isCollapsed(labels: TcpLabels): boolean {
+  for (const n of TCP_LABEL_NAMES) if (!KEPT_WHEN_COLLAPSED.has(n) && labels[n] !== UNKNOWN) return false;
+  return true;
 }

@@ -44,6 +44,9 @@ export class AgentState {
   readonly #byVip: Map<string, Service>;
   readonly #services: ReadonlyMap<string, Service>;
   readonly #local: Workload[];
+  // Per SPIFFE identity, one workload per (Deployment-level) workload name: what a verified
+  // peer certificate can stand for when its labels are built.
+  readonly #byIdentity = new Map<string, Map<string, Workload>>();
   readonly #waypoints = new Map<string, WaypointAddress | null>();
   readonly #waypointUids = new Map<string, ReadonlySet<string>>();
 
@@ -57,6 +60,9 @@ export class AgentState {
     this.#local = [];
     for (const w of cfg.workloads.values()) {
       if (w.node === node) this.#local.push(w);
+      let names = this.#byIdentity.get(w.identity);
+      if (names === undefined) { names = new Map(); this.#byIdentity.set(w.identity, names); }
+      if (!names.has(w.workloadName)) names.set(w.workloadName, w);
       for (const ip of w.ips) {
         const prev = this.#byIp.get(ip);
         if (prev !== undefined) {
@@ -104,6 +110,14 @@ export class AgentState {
   /** The pod with this uid. */
   workloadByUid(uid: string): Workload | undefined {
     return this.#byUid.get(uid);
+  }
+
+  /**
+   * The workloads running under SPIFFE identity `identity`, one per workload name (a
+   * representative pod of each). Several when Deployments share a service account.
+   */
+  workloadsByIdentity(identity: string): ReadonlyMap<string, Workload> | undefined {
+    return this.#byIdentity.get(identity);
   }
 
   /** The service whose cluster IP is `ip`. */

@@ -1,7 +1,7 @@
 import t from 'tap';
 import type { ProxyConfig } from '../../common/proxy-config.ts';
 import type { Service, Workload } from '../../common/wire.ts';
-import { decideOutbound, pickerKey, pickerPools, type OutboundDecision } from '../../node-agent/decide.ts';
+import { decideOutbound, inboundSource, pickerKey, pickerPools, type OutboundDecision } from '../../node-agent/decide.ts';
 import { EndpointPicker } from '../../common/endpoint-picker.ts';
 import { AgentState } from '../../node-agent/state.ts';
 
@@ -217,5 +217,21 @@ t.test('waypoint replicas are spread with the picker; pickerKey names what to co
   t.equal(pickerKey(d(client.ips[0]!, '10.96.0.11', 80)), '10.244.1.9:8080');
   t.equal(pickerKey(d(client.ips[0]!, '192.0.2.1', 443)), '192.0.2.1:443');
   t.equal(pickerKey(d('10.9.9.9', '192.0.2.1', 443)), undefined);
+  t.end();
+});
+
+t.test('inbound source labels: from the verified identity; baggage only picks among its workloads', (t) => {
+  const shared = `spiffe://${TD}/ns/demo/sa/shared`;
+  const alpha = pod('alpha-1', '10.244.3.1', 'node-3', { identity: shared });
+  const beta = pod('beta-1', '10.244.3.2', 'node-3', { identity: shared });
+  const st = AgentState.build(config([client, alpha, beta], []), 'node-1');
+  const forged = 'k8s.namespace.name=evil,k8s.deployment.name=forged';
+  t.match(inboundSource(st, client.identity, forged), { namespace: 'demo', workloadName: 'client' }, 'one workload: baggage ignored');
+  t.match(inboundSource(st, shared, 'k8s.namespace.name=demo,k8s.deployment.name=beta'), { uid: beta.uid });
+  t.match(inboundSource(st, shared, 'k8s.deployment.name=alpha'), { uid: alpha.uid });
+  t.same(inboundSource(st, shared, forged), { namespace: 'demo', workloadName: 'unknown', identity: shared }, 'not one of its workloads');
+  t.same(inboundSource(st, shared, 'k8s.namespace.name=other,k8s.deployment.name=beta'), { namespace: 'demo', workloadName: 'unknown', identity: shared }, 'another namespace');
+  t.same(inboundSource(st, `spiffe://${TD}/ns/team/sa/new`, forged), { namespace: 'team', workloadName: 'unknown', identity: `spiffe://${TD}/ns/team/sa/new` }, 'no workload yet: namespace from the identity');
+  t.equal(inboundSource(st, undefined, forged), undefined, 'no identity: nothing');
   t.end();
 });
