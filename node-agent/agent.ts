@@ -1,17 +1,13 @@
 /**
  * The node agent process: the primary owns the controller connection (PushClient), the
  * workload certificates (CertManager), the capture rules and the health/admin endpoints;
- * the data path runs in N workers sharing the listeners with SO_REUSEPORT (or in-process
- * with `workers: 0`). See node-agent/README.md for the model.
+ * the data path runs in the proxy shell (common/proxy-shell.ts): N workers sharing the
+ * listeners with SO_REUSEPORT, or in-process with `workers: 0`. See node-agent/README.md.
  */
-import cluster from 'node:cluster';
-import type { Worker } from 'node:cluster';
 import type http from 'node:http';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { AggregatorRegistry } from 'prom-client';
 import type { Logger } from '../common/log.ts';
-import { RondoError, errorMessage, isErrorCode } from '../common/errors.ts';
+import { RondoError, errorMessage } from '../common/errors.ts';
 import type { ProxyConfig } from '../common/proxy-config.ts';
 import { PushClient, keptConfig } from '../common/push-client.ts';
 import { REJECTED } from '../common/wire.ts';
@@ -21,12 +17,12 @@ import { splitPem } from '../common/pki.ts';
 import { AgentState } from './state.ts';
 import { AgentMetrics } from './metrics.ts';
 import { Capture } from './capture.ts';
-import { DataPlane } from './dataplane.ts';
 import type { DataPlanePorts, OpenConnection } from './dataplane.ts';
-import { createAccessLog } from '../common/access-log.ts';
+import { createAgentPlane } from './plane.ts';
+import type { AgentPlaneSettings } from './plane.ts';
 import { checkOrigDstSupport } from './orig-dst.ts';
 import { serveRoutes, json } from '../common/http-routes.ts';
-import type { CertMessageEntry, FromWorker, ToWorker, WorkerSettings } from './worker-protocol.ts';
+import { ProxyShell, siblingModule } from '../common/proxy-shell.ts';
 import { PORTS } from '../common/ports.ts';
 
 /** Options of Agent.create (main.ts maps the command-line flags onto these). */
@@ -56,12 +52,10 @@ export interface AgentOptions {
 /** Why the agent is not ready, for /healthz/ready. */
 interface Readiness { config: boolean; capture: boolean; certs: boolean; workers: boolean; draining: boolean }
 
-/**
- * The worker module next to this one: `worker.ts` when run from the sources, `worker.js` in
- * the production build (TypeScript rewrites import specifiers, not URLs).
- */
-export const WORKER_ENTRY = import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js';
+/** The worker module next to this one: `./worker.ts` from the sources, `./worker.js` in the build. */
+export const WORKER_ENTRY = siblingModule(import.meta.url, 'worker');
 
+// The primary's health gauges; a worker's copies of them (never set) stay out of /metrics.
 const PRIMARY_ONLY_METRICS = new Set(['rondo_agent_config_age_seconds', 'rondo_agent_config_version']);
 
 /** The node agent. `create()` binds and fails loudly; `run()` serves until SIGTERM; `close()` drains. */
@@ -73,14 +67,11 @@ export class Agent {
   readonly #certs: CertManager;
   readonly #capture: Capture | undefined;
   readonly #servers: http.Server[] = [];
-  readonly #workers = new Map<number, Worker>();
-  readonly #pendingReq = new Map<number, (m: FromWorker & { type: 'res' }) => void>();
-  #local: DataPlane | undefined;
+  #shell: ProxyShell<AgentPlaneSettings, DataPlanePorts, OpenConnection> | undefined;
   #state: AgentState | undefined;
   #ready: Readiness = { config: false, capture: false, certs: false, workers: false, draining: false };
   /** Capture and certificate work after each applied config, one at a time (never rejects). */
   #follow: Promise<void> = Promise.resolve();
-  #reqId = 1;
   #closing: Promise<void> | undefined;
   #done!: () => void;
   readonly #finished = new Promise<void>((r) => { this.#done = r; });
@@ -135,8 +126,7 @@ export class Agent {
   }
 
   /** Ports the data path bound (resolved when 0 was asked), for tests. */
-  get dataPorts(): DataPlanePorts | undefined { return this.#local?.ports ?? this.#workerPorts; }
-  #workerPorts: DataPlanePorts | undefined;
+  get dataPorts(): DataPlanePorts | undefined { return this.#shell?.ports; }
 
   /** Health/admin ports as bound. */
   get httpPorts(): { metrics: number; admin: number } {
@@ -154,16 +144,7 @@ export class Agent {
   close(deadlineMs = 0): Promise<void> {
     this.#closing ??= (async () => {
       this.#ready.draining = true;
-      const workers = [...this.#workers.values()];
-      await Promise.all([
-        this.#local?.close(deadlineMs),
-        ...workers.map((w) => new Promise<void>((resolve) => {
-          if (w.isDead()) { resolve(); return; }
-          const kill = setTimeout(() => w.process.kill('SIGKILL'), deadlineMs + 2000);
-          w.once('exit', () => { clearTimeout(kill); resolve(); });
-          w.send({ type: 'drain', deadlineMs } satisfies ToWorker);
-        })),
-      ]);
+      await this.#shell?.close(deadlineMs);
       this.#certs.close();
       await this.#push.close();
       // Capture rules stay: a restarting agent finds them in place, and pods do not fall
@@ -204,52 +185,21 @@ export class Agent {
         '/ready': () => Promise.resolve(json({ ready: this.ready, ...this.#ready })),
       },
     }));
-    const ports = this.#o.ports ?? {};
-    if (this.#o.workers <= 0) {
-      const accessLog = createAccessLog();
-      // Lines are batched per event-loop turn: the last turn's must not be lost on exit.
-      process.once('exit', () => accessLog.flush());
-      this.#local = await DataPlane.create({ log: log.child('dataplane'), metrics: this.#metrics, ...(this.#o.host !== undefined ? { host: this.#o.host } : {}), ports, accessLog });
-      this.#ready.workers = true;
-      return;
-    }
-    const settings: WorkerSettings = {
-      node: this.#o.node, host: this.#o.host ?? '0.0.0.0',
-      ports: { outbound: ports.outbound ?? PORTS.outboundCapture, inbound: ports.inbound ?? PORTS.inboundCapture, hbone: ports.hbone ?? PORTS.hbone },
-      connectTimeoutMs: 10_000, poolIdleMs: 60_000, idleReclaimS: this.#o.idleReclaimS ?? 30,
+    const settings: AgentPlaneSettings = {
+      node: this.#o.node, ports: this.#o.ports ?? {}, ...(this.#o.host !== undefined ? { host: this.#o.host } : {}),
     };
-    cluster.setupPrimary({ exec: fileURLToPath(new URL(WORKER_ENTRY, import.meta.url)), args: [JSON.stringify(settings)], serialization: 'advanced' });
-    await Promise.all(Array.from({ length: this.#o.workers }, (_, i) => this.#fork(i)));
-    this.#ready.workers = true;
-  }
-
-  #fork(i: number): Promise<void> {
-    const w = cluster.fork({ RONDO_WORKER_ID: String(i) });
-    this.#workers.set(i, w);
-    return new Promise<void>((resolve, reject) => {
-      let started = false;
-      w.on('message', (m: FromWorker) => {
-        if (m.type === 'ready') {
-          started = true;
-          this.#workerPorts = m.ports;
-          // A restarted worker needs the current config and certificates before it serves well.
-          if (this.#state !== undefined) w.send({ type: 'config', config: this.#state.config } satisfies ToWorker);
-          w.send({ type: 'certs', certs: this.#certEntries() } satisfies ToWorker);
-          resolve();
-        } else if (m.type === 'fatal') {
-          reject(new RondoError(isErrorCode(m.code) ? m.code : 'RONDO_E_WORKER', `data-path worker ${i} failed to start: ${m.message}`));
-        } else if (m.type === 'res') {
-          this.#pendingReq.get(m.id)?.(m);
-        }
-      });
-      w.on('exit', (code, signal) => {
-        if (!started) { reject(new RondoError('RONDO_E_WORKER', `data-path worker ${i} exited during start-up (code ${code}, signal ${signal})`)); return; }
-        if (this.#closing !== undefined) return;
-        // A crashed worker is replaced; its listeners' share of connections moves to the others meanwhile.
-        this.#log.error('data-path worker died; restarting it', { worker: i, code, signal });
-        setTimeout(() => { if (this.#closing === undefined) this.#fork(i).catch((e: unknown) => this.#log.error('worker restart failed', { worker: i, error: e })); }, 500).unref();
-      });
+    this.#shell = await ProxyShell.create({
+      log, workers: Math.max(0, this.#o.workers), settings, registry: this.#metrics.registry,
+      primaryOnlyMetrics: PRIMARY_ONLY_METRICS, idleReclaimS: this.#o.idleReclaimS ?? 30,
+      workerEntry: new URL(WORKER_ENTRY, import.meta.url),
+      // In-process the plane records into the primary's metrics and serves the state the
+      // primary already built to check the config (indexing it twice would cost a config's time).
+      plane: (po) => createAgentPlane(po, {
+        metrics: this.#metrics,
+        stateFor: (c) => (this.#state?.config === c ? this.#state : AgentState.build(c, this.#o.node)),
+      }),
     });
+    this.#ready.workers = true;
   }
 
   /**
@@ -283,12 +233,7 @@ export class Agent {
     // config applies in full.
     this.#ready.config = false;
     this.#state = state;
-    this.#local?.setState(state);
-    for (const w of this.#workers.values()) {
-      if (w.isDead()) continue;
-      // A worker whose channel just closed is restarted and then sent the current state.
-      try { w.send({ type: 'config', config: use } satisfies ToWorker); } catch (e) { this.#log.warn('config not sent to a dying worker', { worker: w.id, error: e }); }
-    }
+    this.#shell?.setConfig(use);
     this.#metrics.configApplied(use.version);
     this.#ready.config = true;
     if (rejected.length > 0) this.#log.warn('config applied without what the agent refused', { version: cfg.version, rejected });
@@ -325,47 +270,17 @@ export class Agent {
     this.#broadcastCerts();
   }
 
-  #certEntries(): CertMessageEntry[] {
-    const out: CertMessageEntry[] = [];
-    for (const id of this.#certs.identities()) {
-      const c = this.#certs.get(id);
-      if (c === undefined) continue;
-      out.push({ identity: id, keyPem: c.keyPem, chain: c.chain, trustBundle: [...c.trustBundle], notAfter: c.notAfter.toISOString() });
-    }
-    return out;
-  }
-
   #broadcastCerts(): void {
-    const entries = this.#certEntries();
-    if (this.#local !== undefined) {
-      this.#local.setCerts(entries.map((e) => this.#certs.get(e.identity)).filter((c) => c !== undefined));
-    }
-    for (const w of this.#workers.values()) if (!w.isDead()) w.send({ type: 'certs', certs: entries } satisfies ToWorker);
+    this.#shell?.setCerts(this.#certs.identities().map((id) => this.#certs.get(id)).filter((c) => c !== undefined));
   }
 
-  #ask(what: 'connections' | 'metrics'): Promise<(FromWorker & { type: 'res' })[]> {
-    const live = [...this.#workers.values()].filter((w) => !w.isDead());
-    return Promise.all(live.map((w) => new Promise<FromWorker & { type: 'res' }>((resolve) => {
-      const id = this.#reqId++;
-      const timer = setTimeout(() => { this.#pendingReq.delete(id); resolve({ type: 'res', id }); }, 2000);
-      this.#pendingReq.set(id, (m) => { clearTimeout(timer); this.#pendingReq.delete(id); resolve(m); });
-      w.send({ type: 'req', id, what } satisfies ToWorker);
-    })));
-  }
-
-  async #connections(): Promise<OpenConnection[]> {
-    if (this.#local !== undefined) return this.#local.connections();
-    return (await this.#ask('connections')).flatMap((r) => r.connections ?? []);
+  #connections(): Promise<OpenConnection[]> {
+    return this.#shell?.connections() ?? Promise.resolve([]);
   }
 
   // Workers count connections; the primary owns health gauges. Counters from all are summed.
-  async #metricsText(): Promise<string> {
-    if (this.#local !== undefined) return this.#metrics.registry.metrics();
-    type Json = Awaited<ReturnType<AgentMetrics['registry']['getMetricsAsJSON']>>;
-    const own = await this.#metrics.registry.getMetricsAsJSON();
-    const fromWorkers = (await this.#ask('metrics')).map((r) =>
-      ((r.metrics ?? []) as Json).filter((m) => !PRIMARY_ONLY_METRICS.has(m.name)));
-    return AggregatorRegistry.aggregate([own, ...fromWorkers]).metrics();
+  #metricsText(): Promise<string> {
+    return this.#shell?.metricsText() ?? this.#metrics.registry.metrics();
   }
 }
 
