@@ -14,12 +14,13 @@ export const DEMO_SPEC = join(REPO_ROOT, 'lab', 'specs', 'demo.yaml');
 const USAGE = `usage: rondo lab <subcommand>
   up [-f SPEC] [--name L] [--demo]   build a lab (default spec: the demo) and leave it running
   down [--name L]                    remove everything the lab made
-  status [--name L] [--json]         nodes, pods (running/crashed), services, controller and proxies
+  status [--name L] [--json]         nodes, pods (running/crashed), services, waypoints, controller and proxies
   exec [--name L] POD -- CMD...      run a command inside a pod (POD: name, ns/name or deployment),
                                      or in node-N, bridge or controller (their netns)
   logs [--name L] [-f] POD           a pod's output
-  apply [--name L] -f FILE           add or change namespace labels and mesh resources
-  delete [--name L] -f FILE          remove mesh resources
+  apply [--name L] -f FILE           add or change namespace labels and mesh resources; a Gateway of
+                                     class rondo-waypoint starts its waypoint pod and waits for it
+  delete [--name L] -f FILE          remove mesh resources (a waypoint Gateway: its pod too)
   uninstall-node [--name L] NODE...  stop the node's agent and remove its capture rules and sets
                                      (the node's pods then talk plaintext, as without the DaemonSet)
 `;
@@ -77,6 +78,10 @@ export function formatStatus(s: LabStatus): string {
   lines.push(...table([['POD', 'NODE', 'IP', 'STATE', 'NETNS'], ...s.pods.map((p) => [`${p.namespace}/${p.name}`, p.node, p.ip,
     p.state === 'running' ? 'running' : `crashed${p.exitCode !== undefined ? ` (exit ${p.exitCode})` : ''}`, p.netns])]), '');
   if (s.services.length > 0) lines.push(...table([['SERVICE', 'CLUSTER-IP', 'PORTS', 'READY ENDPOINTS'], ...s.services.map((v) => [`${v.namespace}/${v.name}`, v.clusterIP, v.ports, String(v.endpoints)])]), '');
+  if (s.waypoints !== undefined && s.waypoints.length > 0) {
+    lines.push(...table([['WAYPOINT', 'POD', 'NODE', 'IP', 'SERVICE IP', 'PHASE', 'PROCESS', 'LOG'],
+      ...s.waypoints.map((w) => [`${w.namespace}/${w.gateway}`, w.pod, w.node, w.ip, w.serviceIP, w.phase, w.state, w.log])]), '');
+  }
   if (s.mesh.length === 0) lines.push('mesh: not running (spec.mesh is false or its parts are not built yet)');
   else lines.push(...table([['MESH PROCESS', 'STATE', 'LOG'], ...s.mesh.map((m) => [m.name, m.state, m.log])]));
   if (s.proxies !== undefined) lines.push('', 'connected proxies:', JSON.stringify(s.proxies, null, 1));
@@ -182,7 +187,7 @@ export async function runLabCli(args: string[]): Promise<number> {
       const f = a.flags.get('-f') ?? a.flags.get('--filename');
       if (typeof f !== 'string') throw new UsageError(`${sub} needs -f FILE`);
       const lab = Lab.open(pickLab(a.flags.get('--name')));
-      return printResults(sub === 'apply' ? lab.apply(readSpecFile(f), f) : lab.delete(readSpecFile(f), f));
+      return printResults(sub === 'apply' ? await lab.applyAsync(readSpecFile(f), f) : await lab.deleteAsync(readSpecFile(f), f));
     }
     case 'uninstall-node': {
       const a = parseArgs(rest, ['--name'], []);

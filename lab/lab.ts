@@ -18,8 +18,14 @@ import { RunRecord, RUN_ROOT, writeAtomic } from './record.ts';
 import type { RecordEntry } from './record.ts';
 import { addNetns, buildUnderlay, buildNode, buildPod, syncServices, listNetns } from './netns.ts';
 import { startInNetns, startWrapped, processState, killGroup, isOurs } from './processes.ts';
-import { StateWriter } from './state-writer.ts';
-import { writeTokens, controllerArgv, agentArgv, httpGetInNetns, waitFor, hasEntry, meshPaths, MESH_PORTS, meshEntry } from './mesh.ts';
+import { StateWriter, stateFileName } from './state-writer.ts';
+import { writeTokens, controllerArgv, agentArgv, httpGetInNetns, waitFor, hasEntry, meshPaths, MESH_PORTS, meshEntry, waypointArgv, addWaypointToken, removeWaypointToken, waypointTokenFile } from './mesh.ts';
+import { isWaypointGateway, planWaypoint, waypointKey, waypointPodObject, waypointServiceObject, waypointSliceObject, withWaypoints } from './waypoint.ts';
+import type { WaypointPlan } from './waypoint.ts';
+import { withStateLock } from './state-lock.ts';
+import type { KubeObject } from '../common/kube-object.ts';
+import type { SourceDoc } from './spec.ts';
+import { stringify } from 'yaml';
 
 /** Root of this repository (the lab runs `node <repo>/...`). */
 export const REPO_ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -35,6 +41,26 @@ export interface LabOptions {
   /** How often the watcher process checks pod liveness (default 1000 ms; 0: no watcher). */
   watchIntervalMs?: number;
 }
+/** Options of the calls that may start a waypoint (`applyAsync`, `deleteAsync`). */
+export interface WaypointOptions {
+  /** Where `waypoint/main.ts` is looked up (default: this repo; tests use stand-ins). */
+  repo?: string;
+  /** How long to wait for the waypoint's `/healthz/ready` (default 30 s). */
+  timeoutMs?: number;
+  /** How long a deleted waypoint may drain before SIGKILL (default 12 s). */
+  graceMs?: number;
+}
+/** A waypoint the lab runs for a rondo-waypoint Gateway, as kept in `<runDir>/waypoints.json`. */
+export interface WaypointEntry extends WaypointPlan {
+  /** Pending until `/healthz/ready` answers, Running, Failed once the process exited (the watcher). */
+  phase: 'Pending' | 'Running' | 'Failed';
+  log: string; exitFile: string; tokenFile: string;
+}
+/** One waypoint in `status`. */
+export interface WaypointStatus {
+  namespace: string; gateway: string; pod: string; node: string; ip: string; serviceIP: string; netns: string;
+  phase: WaypointEntry['phase']; state: 'running' | 'exited'; log: string;
+}
 /** One pod in `status`. */
 export interface PodStatus { namespace: string; name: string; node: string; ip: string; netns: string; state: 'running' | 'crashed'; exitCode?: number; log: string }
 /** What `status` shows. */
@@ -42,6 +68,8 @@ export interface LabStatus {
   name: string; runDir: string; nodes: { name: string; ip: string; podCIDR: string; netns: string }[]; pods: PodStatus[];
   services: { namespace: string; name: string; clusterIP: string; ports: string; endpoints: number }[];
   mesh: { role: string; name: string; state: 'running' | 'exited'; log: string }[];
+  /** Waypoint pods of rondo-waypoint Gateways (absent from older callers' literals). */
+  waypoints?: WaypointStatus[];
   proxies?: unknown; proxiesError?: string;
   /** Resources the controller left out as invalid (its /debug/invalid): the file source has no status to write. */
   invalid?: { kind: string; namespace?: string; name: string; reason: string }[];
@@ -146,6 +174,12 @@ export class Lab {
       for (const p of plan.pods) lab.startPod(p);
       if (o.watchIntervalMs !== 0) lab.startWatcher(o.watchIntervalMs ?? 1000);
       if (plan.mesh) await lab.startMesh(progress, o.meshTimeoutMs ?? 30_000, o.meshRepo ?? REPO_ROOT);
+      for (const g of plan.extra.filter(isWaypointGateway)) {
+        const why = lab.whyNoWaypoint(o.meshRepo ?? REPO_ROOT);
+        if (why !== undefined) { progress(`Gateway ${g.metadata.namespace ?? ''}/${g.metadata.name}: ${why}`); continue; }
+        const w = await lab.createWaypoint(g, { repo: o.meshRepo ?? REPO_ROOT, timeoutMs: o.meshTimeoutMs ?? 30_000 });
+        progress(`waypoint ${waypointKey(w)}: pod ${w.pod.name} on ${w.pod.node} (${w.pod.ip}) ready`);
+      }
       return lab;
     } catch (e) {
       progress(`up failed (${errorMessage(e)}); removing what was made`);
@@ -176,6 +210,7 @@ export class Lab {
     const procs = record.entries.filter((e): e is Extract<RecordEntry, { kind: 'process' }> => e.kind === 'process');
     await Promise.all(procs.map(async (p) => { if (isOurs(p)) { await killGroup(p); removed.push(`process ${p.name} (${p.pid})`); } }));
     const present = new Set(await listNetns(run));
+    // Recorded links (waypoint veths) live in recorded namespaces and go with them.
     const namespaces = record.entries.filter((e) => e.kind === 'netns').map((e) => e.name).reverse();
     for (const ns of namespaces) {
       if (!present.has(ns)) continue;
@@ -200,11 +235,12 @@ export class Lab {
     return { removed };
   }
 
-  /** The pod for `ref`: `ns/name`, a pod name, or a deployment name (its first replica). */
+  /** The pod for `ref`: `ns/name`, a pod name, or a deployment name (its first replica); waypoint pods too (deployment = Gateway name). */
   pod(ref: string): PodPlan {
-    const p = this.plan.pods.find((x) => keyOf(x) === ref) ?? this.plan.pods.find((x) => x.name === ref) ?? this.plan.pods.find((x) => x.deployment === ref)
-      ?? this.plan.pods.find((x) => `${x.namespace}/${x.deployment}` === ref);
-    if (p === undefined) throw new RondoError('RONDO_E_LAB_UNKNOWN_NAME', `no pod "${ref}" in lab ${this.name}; pods: ${this.plan.pods.map(keyOf).join(', ')}`);
+    const pods = withWaypoints(this.plan, this.waypoints()).pods;
+    const p = pods.find((x) => keyOf(x) === ref) ?? pods.find((x) => x.name === ref) ?? pods.find((x) => x.deployment === ref)
+      ?? pods.find((x) => `${x.namespace}/${x.deployment}` === ref);
+    if (p === undefined) throw new RondoError('RONDO_E_LAB_UNKNOWN_NAME', `no pod "${ref}" in lab ${this.name}; pods: ${pods.map(keyOf).join(', ')}`);
     return p;
   }
 
@@ -218,8 +254,11 @@ export class Lab {
     return s.clusterIP;
   }
 
-  /** Log file of a pod. */
-  logPath(ref: string): string { return join(this.runDir, 'logs', `${this.pod(ref).netns}.log`); }
+  /** Log file of a pod (of a waypoint pod: its process's log). */
+  logPath(ref: string): string {
+    const p = this.pod(ref);
+    return this.waypoints().find((w) => w.pod.netns === p.netns)?.log ?? join(this.runDir, 'logs', `${p.netns}.log`);
+  }
 
   /** Environment of a pod's processes (contract). */
   podEnv(p: PodPlan): Record<string, string> {
@@ -251,6 +290,10 @@ export class Lab {
    * DNAT rules (the lab's watcher calls this every second, `status` on demand).
    */
   async refresh(): Promise<PodStatus[]> {
+    return withStateLock(this.runDir, () => this.refreshLocked());
+  }
+
+  private async refreshLocked(): Promise<PodStatus[]> {
     const pods = this.plan.pods.map((p): PodStatus => {
       const e = this.procEntry(`pod/${keyOf(p)}`);
       const st = e === undefined ? { state: 'exited' as const } : processState(e, this.exitFile(p.netns));
@@ -260,19 +303,34 @@ export class Lab {
       };
     });
     const ready = Object.fromEntries(pods.map((p) => [keyOf(p), p.state === 'running']));
-    if (Object.keys(ready).some((k) => ready[k] !== this.ready[k])) {
+    const podsChanged = Object.keys(ready).some((k) => ready[k] !== this.ready[k]);
+    if (podsChanged) {
       this.ready = ready;
       this.save();
       this.state.writePods(this.plan, this.uids, (k) => ready[k] === true);
-      await syncServices(this.run, this.plan, (k) => ready[k] === true);
     }
+    // A waypoint whose process exited is Failed (its endpoint not ready: agents fail closed
+    // with a reason). The record is read again under the lock: `apply` may have just
+    // (re)started the process. No process recorded yet: it is being started.
+    const procs = RunRecord.load(this.runDir, this.name).entries;
+    const waypoints = this.waypoints();
+    let waypointsChanged = false;
+    for (const w of waypoints) {
+      const e = procs.find((x) => x.kind === 'process' && x.name === waypointProcessName(w));
+      if (e?.kind !== 'process' || isOurs(e) || w.phase === 'Failed') continue;
+      w.phase = 'Failed';
+      this.writeWaypointObjects(w);
+      waypointsChanged = true;
+    }
+    if (waypointsChanged) this.writeWaypoints(waypoints);
+    if (podsChanged || waypointsChanged) await this.syncAllServices(waypoints);
     return pods;
   }
 
   /** Pods, services and mesh processes (brings the state dir and DNAT rules up to date first). */
   async status(): Promise<LabStatus> {
     const pods = await this.refresh();
-    const mesh = this.record.entries.filter((e) => e.kind === 'process' && e.role !== 'pod' && e.role !== 'watcher')
+    const mesh = this.record.entries.filter((e) => e.kind === 'process' && e.role !== 'pod' && e.role !== 'watcher' && e.role !== 'waypoint')
       .map((e) => e.kind === 'process' ? { role: e.role, name: e.name, state: isOurs(e) ? 'running' as const : 'exited' as const, log: e.log } : undefined)
       .filter((x) => x !== undefined);
     const out: LabStatus = {
@@ -283,6 +341,14 @@ export class Lab {
         endpoints: s.endpoints.filter((k) => this.ready[k] === true).length,
       })),
     };
+    const procs = RunRecord.load(this.runDir, this.name).entries;
+    out.waypoints = this.waypoints().map((w): WaypointStatus => {
+      const e = procs.find((x) => x.kind === 'process' && x.name === waypointProcessName(w));
+      return {
+        namespace: w.namespace, gateway: w.gateway, pod: w.pod.name, node: w.pod.node, ip: w.pod.ip, serviceIP: w.service.clusterIP, netns: w.pod.netns,
+        phase: w.phase, state: e?.kind === 'process' && isOurs(e) ? 'running' : 'exited', log: w.log,
+      };
+    });
     if (mesh.some((m) => m.role === 'controller')) {
       const r = await httpGetInNetns(this.run, this.plan.controller.netns, `http://${this.plan.controller.ip}:${MESH_PORTS.controllerHttp}/debug/proxies`);
       if (r.status === 200) {
@@ -296,43 +362,320 @@ export class Lab {
     return out;
   }
 
-  /** `rondo lab apply`: adds or changes Namespaces (labels) and mesh resources in the state dir; each resource succeeds or fails alone. */
+  /**
+   * Adds or changes Namespaces (labels) and mesh resources in the state dir; each resource
+   * succeeds or fails alone. A Gateway of class rondo-waypoint (or one that has a waypoint)
+   * is refused here: it starts or stops a process, which `applyAsync` (`rondo lab apply`) does.
+   */
   apply(text: string, file: string): ApplyResult[] {
-    return readDocuments(text, file).map((d): ApplyResult => {
-      try {
-        if (d.kind === 'Namespace') {
-          const o = parseUserResource(d);
-          const labels = { 'kubernetes.io/metadata.name': o.metadata.name, ...(o.metadata.labels ?? {}) };
-          const existed = this.state.remove('Namespace', undefined, o.metadata.name) || this.plan.namespaces.some((n) => n.name === o.metadata.name);
-          this.state.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: o.metadata.name, labels } });
-          return { resource: `namespace/${o.metadata.name}`, outcome: existed ? 'configured' : 'created' };
-        }
-        if (!(USER_KINDS as readonly string[]).includes(d.kind)) {
-          const why = ['Deployment', 'Service'].includes(d.kind) ? `${d.kind}s are part of the lab topology: put it in the lab spec and recreate the lab` : `the lab applies Namespace and ${USER_KINDS.join(', ')}`;
-          throw fieldError(d, ['kind'], `cannot apply ${d.kind || 'a document without kind'}: ${why}`);
-        }
-        const o = parseUserResource(d);
-        const existed = existsSync(join(this.stateDir, `${o.kind.toLowerCase()}.${o.metadata.namespace ?? ''}.${o.metadata.name}.yaml`));
-        this.state.put(o);
-        return { resource: `${o.kind.toLowerCase()}/${o.metadata.namespace ?? ''}/${o.metadata.name}`, outcome: existed ? 'configured' : 'created' };
-      } catch (e) {
-        return { resource: d.where, outcome: 'rejected', message: errorMessage(e) };
+    return readDocuments(text, file).map((d) => this.applyDoc(d, true));
+  }
+
+  /**
+   * `rondo lab apply`: `apply`, and a Gateway of class rondo-waypoint starts its waypoint pod
+   * (as the Kubernetes reconciler will) and waits for its `/healthz/ready`; re-applying leaves
+   * a running waypoint alone (and restarts one whose process exited); a Gateway changed to
+   * another class loses its waypoint. A waypoint that cannot start is removed again and the
+   * Gateway rejected (a new one is not stored, a changed one keeps its previous spec).
+   */
+  async applyAsync(text: string, file: string, o: WaypointOptions = {}): Promise<ApplyResult[]> {
+    const out: ApplyResult[] = [];
+    for (const d of readDocuments(text, file)) out.push(d.kind === 'Gateway' ? await this.applyGateway(d, o) : this.applyDoc(d, false));
+    return out;
+  }
+
+  /** Removes mesh resources from the state dir; lab-made objects are refused, and Gateways with a waypoint (use `deleteAsync`). */
+  delete(text: string, file: string): ApplyResult[] {
+    return readDocuments(text, file).map((d) => {
+      const r = this.checkDeletable(d);
+      if (r.error !== undefined) return r.error;
+      const o = r.obj;
+      if (o.kind === 'Gateway' && this.waypointOf(o) !== undefined) {
+        return { resource: resourceName(o), outcome: 'rejected', message: `${d.where} has a waypoint pod: delete it with \`rondo lab delete\` (await lab.deleteAsync()), which stops the waypoint too` };
       }
+      return this.deleteObj(o);
     });
   }
 
-  /** `rondo lab delete`: removes mesh resources from the state dir; lab-made objects are refused. */
-  delete(text: string, file: string): ApplyResult[] {
-    return readDocuments(text, file).map((d): ApplyResult => {
-      try {
-        if (!(USER_KINDS as readonly string[]).includes(d.kind)) throw fieldError(d, ['kind'], `cannot delete ${d.kind || 'a document without kind'}: only ${USER_KINDS.join(', ')} can be deleted; use \`rondo lab down\` for the rest`);
-        const o = parseUserResource(d);
-        const gone = this.state.remove(o.kind, o.metadata.namespace, o.metadata.name);
-        return { resource: `${o.kind.toLowerCase()}/${o.metadata.namespace ?? ''}/${o.metadata.name}`, outcome: gone ? 'deleted' : 'not found' };
-      } catch (e) {
-        return { resource: d.where, outcome: 'rejected', message: errorMessage(e) };
+  /** `rondo lab delete`: `delete`, and a Gateway's waypoint is stopped and removed with everything made for it. */
+  async deleteAsync(text: string, file: string, o: WaypointOptions = {}): Promise<ApplyResult[]> {
+    const out: ApplyResult[] = [];
+    for (const d of readDocuments(text, file)) {
+      const r = this.checkDeletable(d);
+      if (r.error !== undefined) { out.push(r.error); continue; }
+      const w = r.obj.kind === 'Gateway' ? this.waypointOf(r.obj) : undefined;
+      const res = this.deleteObj(r.obj);
+      if (w !== undefined) {
+        try {
+          await this.removeWaypoint(w, o);
+          res.message = `waypoint pod ${w.pod.name} stopped and removed`;
+        } catch (e) {
+          out.push({ resource: res.resource, outcome: 'rejected', message: `deleted, but removing its waypoint failed: ${errorMessage(e)}` });
+          continue;
+        }
       }
+      out.push(res);
+    }
+    return out;
+  }
+
+  /** The waypoints of this lab (`<runDir>/waypoints.json`). */
+  waypoints(): WaypointEntry[] {
+    const file = join(this.runDir, 'waypoints.json');
+    if (!existsSync(file)) return [];
+    return (JSON.parse(readFileSync(file, 'utf8')) as { waypoints: WaypointEntry[] }).waypoints;
+  }
+
+  /** The waypoint of a Gateway (`ns/name` or the object), if it has one. */
+  waypointOf(g: string | { metadata: { namespace?: string; name: string } }): WaypointEntry | undefined {
+    const key = typeof g === 'string' ? g : `${g.metadata.namespace ?? 'default'}/${g.metadata.name}`;
+    return this.waypoints().find((w) => waypointKey(w) === key);
+  }
+
+  private applyDoc(d: SourceDoc, refuseWaypoints: boolean): ApplyResult {
+    try {
+      if (d.kind === 'Namespace') {
+        const o = parseUserResource(d);
+        const labels = { 'kubernetes.io/metadata.name': o.metadata.name, ...(o.metadata.labels ?? {}) };
+        const existed = this.state.remove('Namespace', undefined, o.metadata.name) || this.plan.namespaces.some((n) => n.name === o.metadata.name);
+        this.state.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: o.metadata.name, labels } });
+        return { resource: `namespace/${o.metadata.name}`, outcome: existed ? 'configured' : 'created' };
+      }
+      if (!(USER_KINDS as readonly string[]).includes(d.kind)) {
+        const why = ['Deployment', 'Service'].includes(d.kind) ? `${d.kind}s are part of the lab topology: put it in the lab spec and recreate the lab` : `the lab applies Namespace and ${USER_KINDS.join(', ')}`;
+        throw fieldError(d, ['kind'], `cannot apply ${d.kind || 'a document without kind'}: ${why}`);
+      }
+      const o = parseUserResource(d);
+      if (refuseWaypoints && o.kind === 'Gateway' && (isWaypointGateway(o) || this.waypointOf(o) !== undefined)) {
+        throw fieldError(d, ['spec', 'gatewayClassName'], 'a rondo-waypoint Gateway starts or stops a waypoint pod: apply it with `rondo lab apply` (await lab.applyAsync())');
+      }
+      return { resource: resourceName(o), outcome: this.putUser(o) };
+    } catch (e) {
+      return { resource: d.where, outcome: 'rejected', message: errorMessage(e) };
+    }
+  }
+
+  /** Writes a user resource; 'unchanged' when the state dir already holds exactly it. */
+  private putUser(o: KubeObject): 'created' | 'configured' | 'unchanged' {
+    const file = join(this.stateDir, stateFileName(o.kind, o.metadata.namespace, o.metadata.name));
+    const before = existsSync(file) ? readFileSync(file, 'utf8') : undefined;
+    if (before === stringify(o)) return 'unchanged';
+    this.state.put(o);
+    return before === undefined ? 'created' : 'configured';
+  }
+
+  private async applyGateway(d: SourceDoc, o: WaypointOptions): Promise<ApplyResult> {
+    let resource = d.where;
+    try {
+      const g = parseUserResource(d);
+      resource = resourceName(g);
+      const file = join(this.stateDir, stateFileName(g.kind, g.metadata.namespace, g.metadata.name));
+      const before = existsSync(file) ? readFileSync(file, 'utf8') : undefined;
+      const existing = this.waypointOf(g);
+      const outcome = this.putUser(g);
+      if (!isWaypointGateway(g)) {
+        if (existing === undefined) return { resource, outcome };
+        await this.removeWaypoint(existing, o);
+        return { resource, outcome, message: `no longer of class rondo-waypoint: waypoint pod ${existing.pod.name} stopped and removed` };
+      }
+      const repo = o.repo ?? REPO_ROOT;
+      const why = this.whyNoWaypoint(repo);
+      if (why !== undefined) return { resource, outcome, message: why };
+      try {
+        const w = existing === undefined ? await this.createWaypoint(g, o) : await this.ensureRunning(existing, o);
+        const started = existing === undefined ? 'started' : w === existing ? 'running' : 'restarted';
+        return { resource, outcome, message: `waypoint pod ${w.pod.name} on ${w.pod.node} (${w.pod.ip}) ${started}, ready` };
+      } catch (e) {
+        // The Gateway's spec says a waypoint runs: without one, go back to what was there.
+        if (existing === undefined) {
+          if (before === undefined) this.state.remove(g.kind, g.metadata.namespace, g.metadata.name);
+          else writeAtomic(file, before);
+        }
+        throw e;
+      }
+    } catch (e) {
+      return { resource, outcome: 'rejected', message: errorMessage(e) };
+    }
+  }
+
+  /** Why a rondo-waypoint Gateway gets no waypoint here, or undefined when it does. */
+  private whyNoWaypoint(repo: string): string | undefined {
+    if (!this.plan.mesh) return 'stored; no waypoint started: the lab runs without the mesh (spec.mesh is false)';
+    if (this.procEntry('controller') === undefined) return 'stored; no waypoint started: the lab has no controller (controller/main.ts was not found at up)';
+    if (!hasEntry(repo, 'waypoint')) return `stored; no waypoint started: ${join(repo, 'waypoint', 'main.ts')} not found`;
+    return undefined;
+  }
+
+  private checkDeletable(d: SourceDoc): { obj: KubeObject; error?: undefined } | { error: ApplyResult } {
+    try {
+      if (!(USER_KINDS as readonly string[]).includes(d.kind)) throw fieldError(d, ['kind'], `cannot delete ${d.kind || 'a document without kind'}: only ${USER_KINDS.join(', ')} can be deleted; use \`rondo lab down\` for the rest`);
+      return { obj: parseUserResource(d) };
+    } catch (e) {
+      return { error: { resource: d.where, outcome: 'rejected', message: errorMessage(e) } };
+    }
+  }
+
+  private deleteObj(o: KubeObject): ApplyResult {
+    const gone = this.state.remove(o.kind, o.metadata.namespace, o.metadata.name);
+    return { resource: resourceName(o), outcome: gone ? 'deleted' : 'not found' };
+  }
+
+  /**
+   * Starts the waypoint of a rondo-waypoint Gateway: plans it (lab/waypoint.ts), writes its
+   * Pod (Pending), Service and EndpointSlice (not ready) and its token, makes its netns and
+   * veth like a planned pod's (each recorded first), starts the process and waits for its
+   * readiness, then marks it Running. On failure everything made for it is removed again.
+   */
+  private async createWaypoint(g: KubeObject, o: WaypointOptions): Promise<WaypointEntry> {
+    const namespace = g.metadata.namespace ?? 'default';
+    const name = g.metadata.name;
+    const logs = join(this.runDir, 'logs');
+    const uid = randomUUID();
+    const w = await withStateLock(this.runDir, () => {
+      const list = this.waypoints();
+      const tokenFile = waypointTokenFile(this.runDir, namespace, name);
+      const command = waypointArgv({ node: process.execPath, repo: o.repo ?? REPO_ROOT, runDir: this.runDir, plan: this.plan, namespace, name, tokenFile });
+      const e: WaypointEntry = {
+        ...planWaypoint(this.plan, list, g, { uid, command }),
+        phase: 'Pending', log: join(logs, `waypoint.${namespace}.${name}.log`), exitFile: join(logs, `waypoint.${namespace}.${name}.exit`), tokenFile,
+      };
+      this.writeWaypoints([...list, e]);
+      this.writeWaypointObjects(e);
+      addWaypointToken(this.runDir, namespace, name);
+      return e;
     });
+    try {
+      await this.buildWaypointPod(w);
+      await this.startWaypoint(w, o);
+      return { ...w, phase: 'Running' };
+    } catch (e) {
+      await this.removeWaypoint(w, { graceMs: 2000 }).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /** A recorded waypoint whose process exited is started again (as kubelet restarts a container). */
+  private async ensureRunning(w: WaypointEntry, o: WaypointOptions): Promise<WaypointEntry> {
+    const e = this.procEntry(waypointProcessName(w));
+    if (e !== undefined && isOurs(e)) return w;
+    await this.startWaypoint(w, o);
+    return { ...w, phase: 'Running' };
+  }
+
+  private async buildWaypointPod(w: WaypointEntry): Promise<void> {
+    const node = this.plan.nodes.find((n) => n.name === w.pod.node)!;
+    if ((await listNetns(this.run)).includes(w.pod.netns)) {
+      if (!this.record.entries.some((e) => e.kind === 'netns' && e.name === w.pod.netns)) {
+        throw new RondoError('RONDO_E_LAB_CLASH', `network namespace ${w.pod.netns} already exists and was not made by lab "${this.name}": refusing to touch it`);
+      }
+      await this.deleteNetns(w.pod.netns); // ours, left by a removal that failed half-way
+    }
+    this.record.add({ kind: 'netns', name: w.pod.netns });
+    await addNetns(this.run, w.pod.netns);
+    this.record.add({ kind: 'link', netns: node.netns, name: w.pod.hostVeth });
+    await buildPod(this.run, node, w.pod);
+    const dir = join(ETC_NETNS, w.pod.netns);
+    this.record.add({ kind: 'etc-netns', path: dir });
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'hosts'), hostsFile(withWaypoints(this.plan, this.waypoints()), w.pod));
+    writeFileSync(join(dir, 'resolv.conf'), resolvConf(w.pod));
+  }
+
+  /** Starts the waypoint process in its pod netns, waits for `/healthz/ready`, marks it Running. */
+  private async startWaypoint(w: WaypointEntry, o: WaypointOptions): Promise<void> {
+    const info = await withStateLock(this.runDir, () => {
+      // Pending and the new process recorded in one step: the watcher never sees a
+      // restarted waypoint's old, exited process as the current one.
+      this.updateWaypoint(w.uid, (x) => { x.phase = 'Pending'; });
+      rmSync(w.exitFile, { force: true });
+      const p = startInNetns({ netns: w.pod.netns, argv: w.pod.command, env: this.waypointEnv(w), log: w.log, exitFile: w.exitFile, cwd: REPO_ROOT });
+      this.record.replaceProcess({ kind: 'process', role: 'waypoint', name: waypointProcessName(w), ...p });
+      return p;
+    });
+    const url = `http://${w.pod.ip}:${MESH_PORTS.agentHealth}/healthz/ready`;
+    await waitFor({
+      what: `waypoint ${waypointKey(w)} (${url})`, proc: info, timeoutMs: o.timeoutMs ?? 30_000,
+      check: async () => (await httpGetInNetns(this.run, w.pod.netns, url, 1)).status === 200,
+    });
+    await withStateLock(this.runDir, async () => {
+      const list = this.updateWaypoint(w.uid, (x) => { x.phase = 'Running'; });
+      if (list !== undefined) await this.syncAllServices(list);
+    });
+  }
+
+  /**
+   * Removes a waypoint: its entry, Pod, Service, EndpointSlice and token first (agents stop
+   * sending to it), then stops its process group (it may drain up to `graceMs`) and deletes
+   * its veth, netns and /etc/netns entry; record entries go only once the thing is gone, so
+   * `down` still finds whatever a failure left. The log stays until `down`.
+   */
+  private async removeWaypoint(w: WaypointEntry, o: WaypointOptions = {}): Promise<void> {
+    await withStateLock(this.runDir, async () => {
+      const list = this.waypoints().filter((x) => x.uid !== w.uid);
+      this.writeWaypoints(list);
+      this.state.remove('Pod', w.namespace, w.pod.name);
+      this.state.remove('EndpointSlice', w.namespace, `${w.service.name}-lab`);
+      this.state.remove('Service', w.namespace, w.service.name);
+      removeWaypointToken(this.runDir, w.namespace, w.gateway);
+      await this.syncAllServices(list);
+    });
+    const proc = this.procEntry(waypointProcessName(w));
+    if (proc !== undefined) await killGroup(proc, o.graceMs ?? 12_000);
+    this.record.remove((e) => e.kind === 'process' && e.name === waypointProcessName(w));
+    const node = this.plan.nodes.find((n) => n.name === w.pod.node);
+    // Deleting one end of a veth deletes both at once; a netns is torn down lazily, and a
+    // waypoint made right after could not reuse the name of a veth still tearing down.
+    if (node !== undefined) await this.run('ip', ['-n', node.netns, 'link', 'del', w.pod.hostVeth], { allowFail: true });
+    this.record.remove((e) => e.kind === 'link' && e.name === w.pod.hostVeth && e.netns === node?.netns);
+    if ((await listNetns(this.run)).includes(w.pod.netns)) await this.deleteNetns(w.pod.netns);
+    this.record.remove((e) => e.kind === 'netns' && e.name === w.pod.netns);
+    const dir = join(ETC_NETNS, w.pod.netns);
+    rmSync(dir, { recursive: true, force: true });
+    this.record.remove((e) => e.kind === 'etc-netns' && e.path === dir);
+  }
+
+  private async deleteNetns(ns: string): Promise<void> {
+    const pids = await this.run('ip', ['netns', 'pids', ns], { allowFail: true });
+    for (const pid of pids.stdout.split('\n').map(Number).filter((n) => n > 1)) {
+      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    }
+    await this.run('ip', ['netns', 'del', ns]);
+  }
+
+  /** Environment of a waypoint process: the agents' plus what a Deployment's downward API gives. */
+  private waypointEnv(w: WaypointEntry): Record<string, string> {
+    return {
+      PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/root', RONDO_LAB: this.name,
+      POD_NAME: w.pod.name, POD_NAMESPACE: w.namespace, POD_IP: w.pod.ip, NODE_NAME: w.pod.node, SERVICE_ACCOUNT: w.pod.serviceAccount,
+    };
+  }
+
+  /** Under the state lock: changes one waypoint entry and rewrites its objects; the new list, or undefined when it is gone. */
+  private updateWaypoint(uid: string, change: (w: WaypointEntry) => void): WaypointEntry[] | undefined {
+    const list = this.waypoints();
+    const w = list.find((x) => x.uid === uid);
+    if (w === undefined) return undefined;
+    change(w);
+    this.writeWaypoints(list);
+    this.writeWaypointObjects(w);
+    return list;
+  }
+
+  private writeWaypoints(list: readonly WaypointEntry[]): void {
+    writeAtomic(join(this.runDir, 'waypoints.json'), JSON.stringify({ waypoints: list }, null, 1) + '\n');
+  }
+
+  /** Pod, Service and EndpointSlice of a waypoint as its phase says (ready only when Running). */
+  private writeWaypointObjects(w: WaypointEntry): void {
+    this.state.put(waypointPodObject(w, w.phase));
+    this.state.put(waypointServiceObject(w));
+    this.state.put(waypointSliceObject(w, w.phase === 'Running'));
+  }
+
+  /** LAB-SERVICES for the planned services and the waypoints' (a waypoint's endpoint counts when Running). */
+  private async syncAllServices(waypoints: readonly WaypointEntry[]): Promise<void> {
+    const running = new Set(waypoints.filter((w) => w.phase === 'Running').map((w) => keyOf(w.pod)));
+    await syncServices(this.run, withWaypoints(this.plan, waypoints), (k) => this.ready[k] === true || running.has(k));
   }
 
   /** Waits until a TCP port accepts connections inside a pod's netns (for tests and the demo). */
@@ -490,6 +833,15 @@ export class Lab {
       return waitFor({ what: `node agent ${n.name} (${url})`, proc: a, timeoutMs, check: async () => (await httpGetInNetns(this.run, n.netns, url, 1)).status === 200 });
     }));
   }
+}
+
+/** Name of a waypoint's process in the record: `waypoint/<ns>/<gateway>`. */
+export function waypointProcessName(w: { namespace: string; gateway: string }): string {
+  return `waypoint/${waypointKey(w)}`;
+}
+
+function resourceName(o: KubeObject): string {
+  return `${o.kind.toLowerCase()}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
 }
 
 /** Maps `rondo-demo ...` to `node <repo>/lab/demo/main.ts ...` (contract); other commands run as written. */

@@ -1,12 +1,13 @@
 /**
- * Optional mesh processes of a lab: the controller in the controller netns and one node agent
- * per node netns, started with the command lines of the shared contract, only when their
+ * Optional mesh processes of a lab: the controller in the controller netns, one node agent
+ * per node netns and the waypoints (lab/waypoint.ts), started with the command lines of the shared contract, only when their
  * entry points exist (they are written by other parts of the project).
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { RondoError } from '../common/errors.ts';
+import { RondoError, errorMessage } from '../common/errors.ts';
+import { writeAtomic } from './record.ts';
 import type { CommandRunner } from './run-command.ts';
 import type { LabPlan } from './plan.ts';
 import type { ProcessInfo } from './processes.ts';
@@ -38,6 +39,9 @@ export function writeTokens(runDir: string, plan: LabPlan): Map<string, string> 
   return files;
 }
 
+/** The deployables the lab starts. */
+export type MeshPart = 'controller' | 'node-agent' | 'waypoint';
+
 /**
  * The entry point of a mesh part: `<repo>/<part>/main.ts`, run through Node's type stripping,
  * or with `RONDO_MESH_DIST=<dir>` the compiled `<dir>/<part>/main.js` (`npm run build` writes
@@ -45,7 +49,7 @@ export function writeTokens(runDir: string, plan: LabPlan): Map<string, string> 
  * the agent ~20 MB of RSS (docs/performance.md). The directory must sit inside the repo so
  * that `node_modules` resolves.
  */
-export function meshEntry(repo: string, part: 'controller' | 'node-agent', env: NodeJS.ProcessEnv = process.env): string {
+export function meshEntry(repo: string, part: MeshPart, env: NodeJS.ProcessEnv = process.env): string {
   const dist = env['RONDO_MESH_DIST'];
   return dist !== undefined && dist !== '' ? join(dist, part, 'main.js') : join(repo, part, 'main.ts');
 }
@@ -82,6 +86,63 @@ export function agentArgv(o: { node: string; repo: string; runDir: string; plan:
     '--token-file', o.tokenFile, '--ca-file', meshPaths(o.runDir).rootCert, ...words(env['RONDO_AGENT_ARGS'])];
 }
 
+/**
+ * Command line of a waypoint (contract). `RONDO_WAYPOINT_NODE_OPTIONS` adds Node flags and
+ * `RONDO_WAYPOINT_ARGS` waypoint flags (profiling, benchmarks), split on whitespace.
+ */
+export function waypointArgv(o: { node: string; repo: string; runDir: string; plan: LabPlan; namespace: string; name: string; tokenFile: string },
+  env: NodeJS.ProcessEnv = process.env): string[] {
+  const words = (v: string | undefined): string[] => (v ?? '').split(/\s+/).filter((w) => w !== '');
+  return [o.node, ...words(env['RONDO_WAYPOINT_NODE_OPTIONS']), meshEntry(o.repo, 'waypoint', env), '--namespace', o.namespace, '--name', o.name,
+    '--controller', `${o.plan.controller.ip}:${MESH_PORTS.push}`, '--token-file', o.tokenFile, '--ca-file', meshPaths(o.runDir).rootCert, ...words(env['RONDO_WAYPOINT_ARGS'])];
+}
+
+/**
+ * Adds a waypoint's bootstrap token to tokens.json (replaced atomically: the controller
+ * re-reads the file when it changes) and writes its token file; returns the token file.
+ */
+export function addWaypointToken(runDir: string, namespace: string, name: string): string {
+  const p = meshPaths(runDir);
+  mkdirSync(p.tokenDir, { recursive: true, mode: 0o700 });
+  const table = readTokenTable(p.tokens);
+  const file = waypointTokenFile(runDir, namespace, name);
+  const old = existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
+  if (old !== undefined) delete table[old];
+  const token = randomBytes(32).toString('hex');
+  table[token] = { kind: 'waypoint', namespace, name };
+  writeFileSync(file, token + '\n', { mode: 0o600 });
+  writeAtomic(p.tokens, JSON.stringify(table, null, 1) + '\n', 0o600);
+  return file;
+}
+
+/** Removes a waypoint's token from tokens.json and its token file (no-op when absent). */
+export function removeWaypointToken(runDir: string, namespace: string, name: string): void {
+  const p = meshPaths(runDir);
+  const file = waypointTokenFile(runDir, namespace, name);
+  if (!existsSync(file)) return;
+  const token = readFileSync(file, 'utf8').trim();
+  const table = readTokenTable(p.tokens);
+  if (token in table) {
+    delete table[token];
+    writeAtomic(p.tokens, JSON.stringify(table, null, 1) + '\n', 0o600);
+  }
+  rmSync(file, { force: true });
+}
+
+/** Token file of a waypoint: `tokens/waypoint.<ns>.<name>.token`. */
+export function waypointTokenFile(runDir: string, namespace: string, name: string): string {
+  return join(meshPaths(runDir).tokenDir, `waypoint.${namespace}.${name}.token`);
+}
+
+function readTokenTable(file: string): Record<string, unknown> {
+  if (!existsSync(file)) return {};
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new RondoError('RONDO_E_CONFIG', `cannot read the lab's token file ${file}: ${errorMessage(e)}`);
+  }
+}
+
 /** HTTP GET from inside a netns (the lab's addresses are unreachable from the root namespace). */
 export async function httpGetInNetns(run: CommandRunner, netns: string, url: string, timeoutS = 2): Promise<{ status: number; body: string }> {
   const r = await run('ip', ['netns', 'exec', netns, 'curl', '-s', '-m', String(timeoutS), '-o', '-', '-w', '\n%{http_code}', url], { allowFail: true, timeoutMs: (timeoutS + 2) * 1000 });
@@ -102,6 +163,6 @@ export async function waitFor(o: { what: string; proc: ProcessInfo; timeoutMs: n
 }
 
 /** True when the entry point of a mesh part is present in the repo. */
-export function hasEntry(repo: string, part: 'controller' | 'node-agent'): boolean {
+export function hasEntry(repo: string, part: MeshPart): boolean {
   return existsSync(join(repo, part, 'main.ts'));
 }

@@ -11,6 +11,8 @@ import { RondoError } from '../common/errors.ts';
 export type RecordEntry =
   | { kind: 'netns'; name: string }
   | { kind: 'etc-netns'; path: string }
+  /** A link made in a lab netns outside `up` (a waypoint's veth); it goes with its netns. */
+  | { kind: 'link'; netns: string; name: string }
   | { kind: 'process'; role: string; name: string; pid: number; startTime: string; log: string };
 
 /** Default root of run directories. */
@@ -62,6 +64,14 @@ export class RunRecord {
     const i = this.entries.findIndex((x) => x.kind === 'process' && x.name === e.name);
     if (i >= 0) this.entries[i] = e;
     else this.entries.push(e);
+    this.save();
+  }
+
+  /** Drops the entries of things that were removed (a deleted waypoint's netns, veth, process). */
+  remove(match: (e: RecordEntry) => boolean): void {
+    const keep = this.entries.filter((e) => !match(e));
+    if (keep.length === this.entries.length) return;
+    this.entries.splice(0, this.entries.length, ...keep);
     this.save();
   }
 
