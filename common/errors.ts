@@ -57,6 +57,15 @@ export const ERROR_CODES = {
   RONDO_E_UPSTREAM_TIMEOUT: 'the TCP connection to the destination was not established in time',
   RONDO_E_INTERNAL: 'a bug: the proxy threw while deciding what to do with a connection',
 
+  // ---- waypoint: request refusals (response_flags, access logs) ----
+  RONDO_E_NOT_SERVED: 'a CONNECT reached a waypoint for a service or workload that is not bound to it',
+  RONDO_E_NO_ROUTE: 'no rule of the HTTPRoutes/GRPCRoutes attached to the service matches the request (404 / UNIMPLEMENTED)',
+  RONDO_E_BACKEND_NOT_FOUND: "a route's backend Service is unknown to the waypoint, or has no such port",
+  RONDO_E_REQUEST_TIMEOUT: "the route's request or backendRequest timeout passed before the response (504)",
+  RONDO_E_UPSTREAM_RESET: 'the upstream reset or closed the stream before the response was complete',
+  RONDO_E_BAD_REQUEST: 'the client sent malformed HTTP (bad header bytes, conflicting framing, invalid chunking, oversized headers)',
+  RONDO_E_CLIENT_GONE: 'the client went away before the response was sent',
+
   // ---- HBONE ----
   RONDO_E_HBONE_AUTHORITY: 'a CONNECT :authority is not <ip>:<port>',
   RONDO_E_HBONE_PROTOCOL: 'a peer on the HBONE port broke the protocol (TLS handshake, no h2 ALPN, not a CONNECT, bad authority, oversized headers, session error)',
