@@ -66,6 +66,8 @@ export interface ControllerOptions {
    * can see proxies refuse a bundle they cannot load. Off unless given.
    */
   debugUncheckedTrustBundleFile?: string;
+  /** Bearer token that opens /debug/* to other hosts (without it only the controller's own host is served). */
+  debugToken?: string;
 }
 
 /** The running controller. */
@@ -135,6 +137,7 @@ export class Controller {
         version: () => ({ version: this.#version }),
       },
       log: o.log.child('http'),
+      ...(o.debugToken !== undefined ? { debugToken: o.debugToken } : {}),
     });
     const refreshMs = o.trustBundleRefreshMs ?? 5000;
     if (refreshMs > 0) {

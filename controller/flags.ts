@@ -18,12 +18,14 @@ export interface ControllerFlags {
   debounceMs: number;
   pushPort: number;
   metricsPort: number;
+  /** File holding the bearer token that opens /debug/* to other hosts; undefined: only local requests. */
+  debugTokenFile: string | undefined;
   /** TEST ONLY: a file whose content is pushed, unchecked, as an extra trust bundle entry. */
   debugUncheckedTrustBundleFile: string | undefined;
 }
 
 /** Usage text printed with flag errors. */
-export const USAGE = `usage: node controller/main.ts (--files <stateDir> | --kubeconfig <file|default>) --listen <ip> --ca-dir <dir> --tokens <tokens.json> [--trust-domain cluster.local] [--cert-ttl <seconds>] [--debounce-ms 50] [--push-port ${PORTS.controllerPush}] [--metrics-port ${PORTS.controllerHttp}] [--debug-unchecked-trust-bundle-file <file> (tests only)]`;
+export const USAGE = `usage: node controller/main.ts (--files <stateDir> | --kubeconfig <file|default>) --listen <ip> --ca-dir <dir> --tokens <tokens.json> [--trust-domain cluster.local] [--cert-ttl <seconds>] [--debounce-ms 50] [--push-port ${PORTS.controllerPush}] [--metrics-port ${PORTS.controllerHttp}] [--debug-token-file <file>] [--debug-unchecked-trust-bundle-file <file> (tests only)]`;
 
 function int(name: string, v: string | undefined, def: number, min: number, max: number): number {
   if (v === undefined) return def;
@@ -44,7 +46,7 @@ export function parseControllerFlags(argv: string[]): ControllerFlags {
       options: {
         files: { type: 'string' }, kubeconfig: { type: 'string' }, listen: { type: 'string' }, 'ca-dir': { type: 'string' }, tokens: { type: 'string' },
         'trust-domain': { type: 'string' }, 'cert-ttl': { type: 'string' }, 'debounce-ms': { type: 'string' },
-        'push-port': { type: 'string' }, 'metrics-port': { type: 'string' }, 'debug-unchecked-trust-bundle-file': { type: 'string' },
+        'push-port': { type: 'string' }, 'metrics-port': { type: 'string' }, 'debug-token-file': { type: 'string' }, 'debug-unchecked-trust-bundle-file': { type: 'string' },
       },
     }) as { values: Record<string, string | undefined> });
   } catch (e) {
@@ -75,6 +77,7 @@ export function parseControllerFlags(argv: string[]): ControllerFlags {
     debounceMs: int('debounce-ms', values['debounce-ms'], 50, 0, 60_000),
     pushPort: int('push-port', values['push-port'], PORTS.controllerPush, 0, 65535),
     metricsPort: int('metrics-port', values['metrics-port'], PORTS.controllerHttp, 0, 65535),
+    debugTokenFile: values['debug-token-file'] === '' ? undefined : values['debug-token-file'],
     debugUncheckedTrustBundleFile: values['debug-unchecked-trust-bundle-file'] === '' ? undefined : values['debug-unchecked-trust-bundle-file'],
   };
 }

@@ -8,6 +8,7 @@ import { TokenFileAuthenticator } from './push/auth.ts';
 import { FileSource } from './sources/files.ts';
 import { Controller } from './controller.ts';
 import { createControllerMetrics } from './metrics.ts';
+import { loadDebugToken } from './http.ts';
 import { KubernetesSource, loadKubeConfig } from './sources/kubernetes.ts';
 import { KubernetesStatusWriter, kubernetesPatcher } from './status/status-writer.ts';
 import { TokenReviewAuthenticator, firstOf, kubernetesReviewer } from './push/token-review.ts';
@@ -24,6 +25,7 @@ async function main(): Promise<void> {
   const flags = parseControllerFlags(process.argv.slice(2));
   const ca = await CertificateAuthority.loadOrCreate({ dir: flags.caDir, trustDomain: flags.trustDomain, ttlSeconds: flags.certTtlSeconds });
   const tokenFile = await TokenFileAuthenticator.load(flags.tokens);
+  const debugToken = flags.debugTokenFile !== undefined ? loadDebugToken(flags.debugTokenFile) : undefined;
   const kubeconfig = flags.kubeconfig;
   // Sources share the controller's registry: one watch-restart counter labelled {source, kind}.
   const metrics = createControllerMetrics({ defaults: true });
@@ -43,6 +45,7 @@ async function main(): Promise<void> {
     trustDomain: flags.trustDomain,
     debounceMs: flags.debounceMs,
     ...(flags.debugUncheckedTrustBundleFile !== undefined ? { debugUncheckedTrustBundleFile: flags.debugUncheckedTrustBundleFile } : {}),
+    ...(debugToken !== undefined ? { debugToken } : {}),
     authenticator,
     ca,
     log,

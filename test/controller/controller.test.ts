@@ -205,5 +205,7 @@ t.test('flags: required flags, IP check and numeric ranges give clear errors', (
   t.throws(() => parseControllerFlags([...base, '--debounce', '5']), /Unknown option '--debounce'/);
   t.equal(parseControllerFlags(base).debugUncheckedTrustBundleFile, undefined, 'the test-only bundle hook is off by default');
   t.equal(parseControllerFlags([...base, '--debug-unchecked-trust-bundle-file', '/x.pem']).debugUncheckedTrustBundleFile, '/x.pem');
+  t.equal(parseControllerFlags(base).debugTokenFile, undefined, '/debug/* is local-only by default');
+  t.equal(parseControllerFlags([...base, '--debug-token-file', '/d']).debugTokenFile, '/d');
   t.end();
 });

@@ -24,6 +24,18 @@ t.test('bad flags: exit 1 with a JSON error naming the flag', (t) => {
   t.end();
 });
 
+t.test('a --debug-token-file that holds no usable token stops the start with an error naming it', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rondo-main-dbg-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'tokens.json'), JSON.stringify({ 'node-1-token-0123456789': { kind: 'node-agent', node: 'node-1' } }));
+  writeFileSync(join(dir, 'debug-token'), 'short\n');
+  const r = spawnSync(node, [main, '--files', dir, '--listen', '127.0.0.1', '--ca-dir', join(dir, 'ca'), '--tokens', join(dir, 'tokens.json'),
+    '--push-port', '0', '--metrics-port', '0', '--debug-token-file', join(dir, 'debug-token')], { encoding: 'utf8', timeout: 20_000 });
+  t.equal(r.status, 1);
+  t.match(r.stderr, /"code":"RONDO_E_CONFIG".*--debug-token-file .*debug-token must hold one token of 16 or more characters/);
+  t.end();
+});
+
 t.test('the controller process starts from the contract command line, creates its CA and reports ready', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'rondo-main-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));

@@ -7,7 +7,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deploymentDoc, labDoc, labSpec, namespaceDoc, tcpEcho } from '../helpers/lab-specs.ts';
 import { labSkipReason, withLab } from '../helpers/lab.ts';
-import { agentAdmin, sample, scratchDir, tcpSend, waitForConfig, waitUntil } from '../helpers/mesh.ts';
+import { agentAdmin, controllerDebug, sample, scratchDir, tcpSend, waitForConfig, waitUntil } from '../helpers/mesh.ts';
 
 const skip = labSkipReason();
 const spec = labSpec(
@@ -80,8 +80,8 @@ t.test('agents survive a garbage trust bundle: NACK, keep serving, keep applying
   // Back to the CA's bundle, which is what the agents hold: the controller knows, so it
   // sends nothing for it; the next change of any kind is then taken without refusal.
   const version = async (): Promise<number> => {
-    const r = await lab.execNode('node-1', ['curl', '-s', '-m', '3', `http://${ctl.ip}:15014/debug/version`], { allowFail: true, timeoutMs: 6000 });
-    return (JSON.parse(r.stdout || '{"version":0}') as { version: number }).version;
+    const r = await controllerDebug(lab, 'version');
+    return (JSON.parse(r || '{"version":0}') as { version: number }).version;
   };
   const before = await version();
   rmSync(extra);

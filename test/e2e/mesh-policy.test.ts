@@ -3,7 +3,7 @@
 import t from 'tap';
 import { deploymentDoc, labDoc, labSpec, namespaceDoc, tcpEcho } from '../helpers/lab-specs.ts';
 import { labSkipReason, withLab } from '../helpers/lab.ts';
-import { agentAdmin, sample, scrapeAgent, tcpSend, waitForConfig, waitUntil } from '../helpers/mesh.ts';
+import { agentAdmin, controllerDebug, sample, scrapeAgent, tcpSend, waitForConfig, waitUntil } from '../helpers/mesh.ts';
 
 const skip = labSkipReason();
 const dep = (namespace: string, name: string, node: string, port: number, serviceAccount = name): string =>
@@ -104,11 +104,9 @@ t.test('mesh policies in a lab', { skip: skip ?? false, timeout: 180_000 }, asyn
     t.same(lab.apply(bad + '---\n' + good, 'mixed.yaml').map((r) => r.outcome), ['created', 'created']);
     t.teardown(() => lab.delete(bad + '---\n' + good, 'mixed.yaml'));
     await waitForConfig(lab, ['node-2'], '"demo/deny-b"');
-    const ctl = lab.plan.controller;
     let invalid = '';
     await waitUntil('controller /debug/invalid to name demo/typo', async () => {
-      const r = await lab.execNode('node-2', ['curl', '-s', '-m', '3', `http://${ctl.ip}:15014/debug/invalid`], { allowFail: true });
-      invalid = r.stdout;
+      invalid = await controllerDebug(lab, 'invalid');
       return invalid.includes('typo');
     }, 10_000, 250);
     t.match(invalid, /actoin/, `the reason names the unknown field: ${invalid.slice(0, 300)}`);

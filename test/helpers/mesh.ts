@@ -30,6 +30,16 @@ export async function scrapeAgent(lab: Lab, node: string): Promise<string> {
   return r.stdout;
 }
 
+/**
+ * A controller `/debug/*` page as text, asked from inside the controller's netns (the pages
+ * answer only the controller's own host, or the holder of its --debug-token-file).
+ */
+export async function controllerDebug(lab: Lab, path: string): Promise<string> {
+  const ctl = lab.plan.controller;
+  const r = await runCommand('ip', ['netns', 'exec', ctl.netns, 'curl', '-s', '-m', '3', `http://${ctl.ip}:15014/debug/${path}`], { allowFail: true, timeoutMs: 6000 });
+  return r.stdout;
+}
+
 /** A node agent admin endpoint (127.0.0.1:15000 in the node netns) as text. */
 export async function agentAdmin(lab: Lab, node: string, path: string): Promise<string> {
   const r = await lab.execNode(node, ['curl', '-s', '-m', '3', `http://127.0.0.1:15000${path}`], { allowFail: true, timeoutMs: 6000 });
