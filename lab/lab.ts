@@ -314,16 +314,15 @@ export class Lab {
     // (re)started the process. No process recorded yet: it is being started.
     const procs = RunRecord.load(this.runDir, this.name).entries;
     const waypoints = this.waypoints();
-    let waypointsChanged = false;
-    for (const w of waypoints) {
+    const failed = waypoints.filter((w) => {
       const e = procs.find((x) => x.kind === 'process' && x.name === waypointProcessName(w));
-      if (e?.kind !== 'process' || isOurs(e) || w.phase === 'Failed') continue;
-      w.phase = 'Failed';
-      this.writeWaypointObjects(w);
-      waypointsChanged = true;
-    }
-    if (waypointsChanged) this.writeWaypoints(waypoints);
-    if (podsChanged || waypointsChanged) await this.syncAllServices(waypoints);
+      return e?.kind === 'process' && !isOurs(e) && w.phase !== 'Failed';
+    });
+    for (const w of failed) w.phase = 'Failed';
+    // waypoints.json first: whoever sees the Pod Failed finds the entry Failed too.
+    if (failed.length > 0) this.writeWaypoints(waypoints);
+    for (const w of failed) this.writeWaypointObjects(w);
+    if (podsChanged || failed.length > 0) await this.syncAllServices(waypoints);
     return pods;
   }
 
