@@ -40,6 +40,8 @@ export interface LabOptions {
   meshRepo?: string;
   /** How often the watcher process checks pod liveness (default 1000 ms; 0: no watcher). */
   watchIntervalMs?: number;
+  /** Where `waypoint/main.ts` is looked up for the spec's waypoint Gateways (default: `meshRepo`). */
+  waypointRepo?: string;
 }
 /** Options of the calls that may start a waypoint (`applyAsync`, `deleteAsync`). */
 export interface WaypointOptions {
@@ -174,10 +176,11 @@ export class Lab {
       for (const p of plan.pods) lab.startPod(p);
       if (o.watchIntervalMs !== 0) lab.startWatcher(o.watchIntervalMs ?? 1000);
       if (plan.mesh) await lab.startMesh(progress, o.meshTimeoutMs ?? 30_000, o.meshRepo ?? REPO_ROOT);
+      const wpRepo = o.waypointRepo ?? o.meshRepo ?? REPO_ROOT;
       for (const g of plan.extra.filter(isWaypointGateway)) {
-        const why = lab.whyNoWaypoint(o.meshRepo ?? REPO_ROOT);
+        const why = lab.whyNoWaypoint(wpRepo);
         if (why !== undefined) { progress(`Gateway ${g.metadata.namespace ?? ''}/${g.metadata.name}: ${why}`); continue; }
-        const w = await lab.createWaypoint(g, { repo: o.meshRepo ?? REPO_ROOT, timeoutMs: o.meshTimeoutMs ?? 30_000 });
+        const w = await lab.createWaypoint(g, { repo: wpRepo, timeoutMs: o.meshTimeoutMs ?? 30_000 });
         progress(`waypoint ${waypointKey(w)}: pod ${w.pod.name} on ${w.pod.node} (${w.pod.ip}) ready`);
       }
       return lab;

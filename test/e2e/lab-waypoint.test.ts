@@ -8,10 +8,10 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { parse } from 'yaml';
-import type { Lab } from '../../lab/lab.ts';
-import { REPO_ROOT } from '../../lab/lab.ts';
+import { Lab, REPO_ROOT } from '../../lab/lab.ts';
+import { parseLabSpec } from '../../lab/spec.ts';
 import { deploymentDoc, labDoc, labSpec, namespaceDoc, tcpEcho } from '../helpers/lab-specs.ts';
-import { labSkipReason, withLab } from '../helpers/lab.ts';
+import { labSkipReason, uniqueLabName, withLab } from '../helpers/lab.ts';
 import { agentAdmin, waitForConfig, waitUntil } from '../helpers/mesh.ts';
 
 const skip = labSkipReason();
@@ -128,6 +128,27 @@ t.test('lab: a rondo-waypoint Gateway starts a waypoint pod, delete removes all 
   // One left running is removed by `down` (its netns, veth and process are in the record).
   t.match(await lab.applyAsync(gateway(), 'gw.yaml', { repo }), [{ outcome: 'created' }]);
   t.equal(lab.waypoints().length, 1);
+});
+
+t.test('lab: a waypoint Gateway in the spec is up with the lab, and down removes it', { skip: skip ?? false, timeout: 120_000 }, async (t) => {
+  const repo = t.testdir({ waypoint: { 'main.ts': standIn } });
+  const s = parseLabSpec(labSpec(spec, gateway().replace('metadata: { name: wp, namespace: demo }', 'metadata: { name: wp, namespace: demo, annotations: { lab.rondo.dev/node: node-1 } }')), 'spec.yaml');
+  s.lab.name = uniqueLabName();
+  t.teardown(() => Lab.down(s.lab.name).catch(() => undefined));
+  const lab = await Lab.up(s, { waypointRepo: repo, ownerPid: process.pid });
+  const [w] = lab.waypoints();
+  t.match(w, { phase: 'Running', pod: { node: 'node-1', ip: '10.244.1.4' } }, 'pinned by the annotation, after the two planned pods');
+  t.equal(lab.waypoints().length, 1);
+  t.ok(lab.processPid('waypoint/demo/wp') !== undefined);
+  await Lab.down(s.lab.name);
+  const left = {
+    netns: netnsList().filter((n) => n.startsWith(`${s.lab.name}-`)),
+    processes: readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+      try { return readFileSync(`/proc/${p}/environ`, 'utf8').split('\0').includes(`RONDO_LAB=${s.lab.name}`); } catch { return false; }
+    }),
+    etcNetns: existsSync('/etc/netns') ? readdirSync('/etc/netns').filter((n) => n.startsWith(`${s.lab.name}-`)) : [],
+  };
+  t.same(left, { netns: [], processes: [], etcNetns: [] }, 'down took the waypoint with the lab');
 });
 
 const realEntry = join(REPO_ROOT, 'waypoint', 'main.ts');
