@@ -112,5 +112,9 @@ t.test('capture in a node netns', { skip: (!root && 'needs root') || (!haveTools
   t.notMatch(natAfter, /RONDO/, 'no rule or chain left');
   const sets = spawnSync('ip', ['netns', 'exec', N, 'ipset', 'list', '-n'], { encoding: 'utf8' }).stdout;
   t.equal(sets.trim(), '', 'no set left');
+  const links = spawnSync('ip', ['-n', N, '-o', 'link', 'show'], { encoding: 'utf8' }).stdout;
+  t.notMatch(links, /rondo-in/, 'no loop link left');
+  const rules = spawnSync('ip', ['-n', N, '-4', 'rule', 'show'], { encoding: 'utf8' }).stdout;
+  t.notMatch(rules, /^1500[0-3]:/m, 'no loop routing rule left');
   await cap.remove();
 });

@@ -65,9 +65,45 @@ function fakeKernel() {
       if (args[1] === 'rondo-enrolled') set = undefined; else otherSets.delete(args[1]!);
       return ok();
     }
+    if (cmd === 'sysctl') return ok();
+    if (cmd === 'ip') return ip(args, stdin);
     return Promise.resolve({ code: 127, stdout: '', stderr: 'unknown' });
   };
-  return { run, calls, tables, otherSets, get set() { return set; } };
+  // Links, policy rules and routing tables, as `ip` shows and changes them.
+  const links = new Set<string>();
+  const rules: { pref: number; rule: string }[] = [];
+  const routes = new Map<string, Map<string, string>>();
+  const tableOf = (t: string): Map<string, string> => { let m = routes.get(t); if (m === undefined) { m = new Map(); routes.set(t, m); } return m; };
+  const ip = (args: readonly string[], stdin?: string): Promise<{ code: number; stdout: string; stderr: string }> => {
+    const ok = (stdout = '') => Promise.resolve({ code: 0, stdout, stderr: '' });
+    const a = args.join(' ');
+    if (a.startsWith('-o link show dev ')) {
+      const l = args.at(-1)!;
+      return links.has(l) ? ok(`5: ${l}: <NOARP,UP,LOWER_UP> mtu 1500`) : Promise.resolve({ code: 1, stdout: '', stderr: `Device "${l}" does not exist.` });
+    }
+    if (a === '-4 rule show') {
+      const all = [{ pref: 0, rule: 'from all lookup local' }, ...rules, { pref: 32766, rule: 'from all lookup main' }].sort((x, y) => x.pref - y.pref);
+      return ok(all.map((r) => `${r.pref}:\t${r.rule}`).join('\n') + '\n');
+    }
+    if (a.startsWith('-4 route show table ')) return ok([...tableOf(args.at(-1)!)].map(([d, r]) => `${d} ${r} \n`).join(''));
+    if (a.startsWith('-4 route flush table ')) { routes.delete(args.at(-1)!); return ok(); }
+    if (a === '-batch -') {
+      for (const line of stdin!.split('\n').filter((l) => l !== '')) {
+        const w = line.split(' ');
+        if (line.startsWith('link add ')) { links.add(w[2]!); links.add(w[9]!); }
+        else if (line.startsWith('link del ')) {
+          links.clear();
+          for (const m of routes.values()) for (const [d, r] of m) if (/dev rondo-in[01] /.test(r)) m.delete(d);
+        } else if (line.startsWith('route replace ')) tableOf(w.at(-1)!).set(w[2]!.replace(/\/32$/, ''), `${w.slice(3, -2).join(' ')} scope link`);
+        else if (line.startsWith('route del ')) tableOf(w.at(-1)!).delete(w[2]!);
+        else if (line.startsWith('rule del pref ')) { const i = rules.findIndex((r) => r.pref === Number(w[3])); if (i < 0) return Promise.resolve({ code: 2, stdout: '', stderr: 'RTNETLINK answers: No such file or directory' }); rules.splice(i, 1); }
+        else if (line.startsWith('rule add pref ')) { const rest = w.slice(4).join(' '); rules.push({ pref: Number(w[3]), rule: rest.startsWith('from ') ? rest : `from all ${rest}` }); }
+      }
+      return ok();
+    }
+    return Promise.resolve({ code: 255, stdout: '', stderr: `unknown ip ${a}` });
+  };
+  return { run, calls, tables, otherSets, links, rules, routes, get set() { return set; } };
 }
 
 t.test('first reconcile creates the set, the chains and one jump at position 1, in batches', async (t) => {
@@ -84,9 +120,26 @@ t.test('first reconcile creates the set, the chains and one jump at position 1, 
     '-A RONDO-PREROUTING -p tcp -m set --match-set rondo-enrolled dst -j REDIRECT --to-ports 15006',
   ]);
   t.same(k.tables.filter!.rules.filter((r) => r.startsWith('-A FORWARD')), ['-A FORWARD -j RONDO-FORWARD']);
+  t.same(k.tables.filter!.rules.filter((r) => r.startsWith('-A RONDO-FORWARD')), [
+    '-A RONDO-FORWARD ! -o rondo-in0 -p tcp -m set --match-set rondo-enrolled dst -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate DNAT -j REJECT --reject-with tcp-reset',
+  ], 'the guard lets the loop through');
   const restores = k.calls.filter((c) => c.cmd === 'iptables-restore');
   t.equal(restores.length, 2, 'one batch per table');
   t.ok(restores.every((c) => c.args.includes('--noflush')));
+  // The loop for connections the service NAT sent to an enrolled pod.
+  t.same([...k.links].sort(), ['rondo-in0', 'rondo-in1']);
+  t.same(k.rules.sort((a, b) => a.pref - b.pref), [
+    { pref: 15000, rule: 'from all iif rondo-in1 lookup main' },
+    { pref: 15001, rule: 'from all iif lo goto 15003' },
+    { pref: 15002, rule: 'from all ipproto tcp lookup 15006' },
+    { pref: 15003, rule: 'from 169.254.15.6 lookup 15007' },
+  ]);
+  t.same([...k.routes.get('15006')!].sort(), [['10.244.1.5', 'dev rondo-in0 scope link'], ['10.244.1.6', 'dev rondo-in0 scope link']]);
+  t.same([...k.routes.get('15007')!], [['default', 'dev rondo-in1 scope link']]);
+  const batches = k.calls.filter((c) => c.cmd === 'ip' && c.args[0] === '-batch').map((c) => c.stdin!);
+  t.match(batches[0], /^link add rondo-in0 address 02:72:6f:6e:64:6f type veth peer name rondo-in1 address 02:72:6f:6e:64:6f\nlink set rondo-in0 arp off up\nlink set rondo-in1 arp off up\naddr replace 169\.254\.15\.6\/32 dev rondo-in1\n$/);
+  t.match(batches[1], /rule add pref 15001 iif lo goto 15003\nrule add pref 15002 ipproto tcp lookup 15006\n$/, 'the rule that starts looping comes last');
+  t.match(k.calls.find((c) => c.cmd === 'sysctl'), { args: ['-q', '-w', 'net.ipv4.conf.rondo-in0.rp_filter=0', 'net.ipv4.conf.rondo-in1.rp_filter=0'] });
 });
 
 t.test('reconcile again (and from a fresh instance, as after a restart) changes nothing', async (t) => {
@@ -96,7 +149,7 @@ t.test('reconcile again (and from a fresh instance, as after a restart) changes 
   const n = k.calls.length;
   await Capture.create({ log, run: k.run }).reconcile(['10.244.1.5']);
   t.equal(JSON.stringify(k.tables), before);
-  t.notOk(k.calls.slice(n).some((c) => c.cmd === 'iptables-restore' || c.args[1] === 'restore'), 'no writes');
+  t.notOk(k.calls.slice(n).some((c) => c.cmd === 'iptables-restore' || c.args[1] === 'restore' || c.args[0] === '-batch' || c.cmd === 'sysctl'), 'no writes');
 });
 
 t.test('pods enrolled and removed at run time: only the set changes', async (t) => {
@@ -107,8 +160,24 @@ t.test('pods enrolled and removed at run time: only the set changes', async (t) 
   await cap.reconcile(['10.244.1.6', '10.244.1.7', 'fd00::1']);
   t.same([...k.set!].sort(), ['10.244.1.6', '10.244.1.7']);
   const writes = k.calls.slice(n).filter((c) => c.stdin !== undefined);
-  t.equal(writes.length, 1);
+  t.equal(writes.length, 2, 'the set and the loop routes');
   t.match(writes[0]!.stdin, /add rondo-enrolled 10\.244\.1\.7\ndel rondo-enrolled 10\.244\.1\.5/);
+  t.equal(writes[1]!.stdin, 'route replace 10.244.1.7/32 dev rondo-in0 table 15006\nroute del 10.244.1.5 table 15006\n');
+  t.same([...k.routes.get('15006')!.keys()].sort(), ['10.244.1.6', '10.244.1.7']);
+});
+
+t.test('a loop rule or route changed by someone else is put back, and nothing else of theirs is touched', async (t) => {
+  const k = fakeKernel();
+  await Capture.create({ log, run: k.run }).reconcile(['10.244.1.5']);
+  k.rules.splice(k.rules.findIndex((r) => r.pref === 15002), 1);
+  k.rules.push({ pref: 15003, rule: 'from all lookup 99' }, { pref: 100, rule: 'from all fwmark 0x1 lookup 7' });
+  k.routes.get('15007')!.clear();
+  await Capture.create({ log, run: k.run }).reconcile(['10.244.1.5']);
+  t.same(k.rules.filter((r) => r.pref >= 15000 && r.pref <= 15003).map((r) => `${r.pref} ${r.rule}`).sort(), [
+    '15000 from all iif rondo-in1 lookup main', '15001 from all iif lo goto 15003', '15002 from all ipproto tcp lookup 15006', '15003 from 169.254.15.6 lookup 15007',
+  ]);
+  t.ok(k.rules.some((r) => r.pref === 100), 'a rule at another preference stays');
+  t.same([...k.routes.get('15007')!], [['default', 'dev rondo-in1 scope link']]);
 });
 
 t.test('a duplicated or misplaced jump is repaired', async (t) => {
@@ -130,6 +199,9 @@ t.test('remove() deletes the jumps, chains and the set; twice is harmless', asyn
   t.notOk(k.tables.nat!.chains.has('RONDO-PREROUTING'));
   t.same(k.tables.filter!.rules, []);
   t.equal(k.set, undefined);
+  t.same([...k.links], [], 'the loop pair is gone');
+  t.same(k.rules, [], 'and its rules');
+  t.same([...(k.routes.get('15006') ?? [])], [], 'and its routes');
 });
 
 t.test('remove() also takes what another agent version left (any RONDO-* chain, jump or rondo-* set), and nothing else', async (t) => {
