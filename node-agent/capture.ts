@@ -421,6 +421,11 @@ export class Capture {
     if (link.code !== 0) {
       await this.#must('ip', ['-batch', '-'], renderLoopLink().join('\n') + '\n');
       await this.#must('sysctl', ['-q', '-w', ...Object.values(LOOP_LINKS).map((l) => `net.ipv4.conf.${l}.rp_filter=0`)]);
+      // The kernel uses the larger of `all` and the link's value: strict mode wins over our 0.
+      const all = await this.#run('sysctl', ['-n', 'net.ipv4.conf.all.rp_filter']);
+      if (all.stdout.trim() === '1') {
+        this.#log.warn('net.ipv4.conf.all.rp_filter=1 (strict) drops the looped packets: non-mesh clients reaching an enrolled pod of this node through a Service VIP will time out; set it to 2 (loose) or 0');
+      }
       wrote = true;
     } else if (!/[<,]UP[,>]/.test(link.stdout)) {
       await this.#must('ip', ['-batch', '-'], renderLoopLink().slice(1).join('\n') + '\n');

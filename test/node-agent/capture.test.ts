@@ -16,6 +16,7 @@ function fakeKernel() {
   };
   let set: Set<string> | undefined;
   const otherSets = new Set<string>();
+  let rpFilter = 0;
   const run: CommandRunner = (cmd, args, stdin) => {
     calls.push(stdin === undefined ? { cmd, args: [...args] } : { cmd, args: [...args], stdin });
     const ok = (stdout = '') => Promise.resolve({ code: 0, stdout, stderr: '' });
@@ -65,7 +66,7 @@ function fakeKernel() {
       if (args[1] === 'rondo-enrolled') set = undefined; else otherSets.delete(args[1]!);
       return ok();
     }
-    if (cmd === 'sysctl') return ok();
+    if (cmd === 'sysctl') return ok(args[0] === '-n' ? `${rpFilter}\n` : '');
     if (cmd === 'ip') return ip(args, stdin);
     return Promise.resolve({ code: 127, stdout: '', stderr: 'unknown' });
   };
@@ -103,7 +104,7 @@ function fakeKernel() {
     }
     return Promise.resolve({ code: 255, stdout: '', stderr: `unknown ip ${a}` });
   };
-  return { run, calls, tables, otherSets, links, rules, routes, get set() { return set; } };
+  return { run, calls, tables, otherSets, links, rules, routes, get set() { return set; }, strictRpFilter() { rpFilter = 1; } };
 }
 
 t.test('first reconcile creates the set, the chains and one jump at position 1, in batches', async (t) => {
@@ -164,6 +165,14 @@ t.test('pods enrolled and removed at run time: only the set changes', async (t) 
   t.match(writes[0]!.stdin, /add rondo-enrolled 10\.244\.1\.7\ndel rondo-enrolled 10\.244\.1\.5/);
   t.equal(writes[1]!.stdin, 'route replace 10.244.1.7/32 dev rondo-in0 table 15006\nroute del 10.244.1.5 table 15006\n');
   t.same([...k.routes.get('15006')!.keys()].sort(), ['10.244.1.6', '10.244.1.7']);
+});
+
+t.test('a node-wide strict rp_filter, which would drop looped packets, is warned about', async (t) => {
+  const k = fakeKernel();
+  k.strictRpFilter();
+  const lines: string[] = [];
+  await Capture.create({ log: createLogger('test', { write: (l: string) => lines.push(l) }, 'warn'), run: k.run }).reconcile(['10.244.1.5']);
+  t.match(lines.join(''), /all\.rp_filter=1 \(strict\) drops the looped packets.*set it to 2 \(loose\) or 0/);
 });
 
 t.test('a loop rule or route changed by someone else is put back, and nothing else of theirs is touched', async (t) => {
