@@ -1,6 +1,7 @@
 // ESLint flat config: type-aware typescript-eslint, with floating promises as errors.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import { boundaries } from './scripts/eslint-boundaries.js';
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'bench/results/**', '.tap/**', 'coverage/**'] },
@@ -18,6 +19,7 @@ export default tseslint.config(
       '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true }],
     },
   },
+  ...boundaries,
   // tap queues and awaits subtests itself; `void t.test(...)` everywhere would be noise.
   { files: ['test/**/*.ts'], rules: { '@typescript-eslint/no-floating-promises': 'off' } },
   { files: ['**/*.js'], ...tseslint.configs.disableTypeChecked },
