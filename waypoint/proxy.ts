@@ -169,6 +169,7 @@ export class WaypointProxy {
   readonly #h1: http.Server;
   readonly #h2: http2.Http2Server;
   readonly #ctx = new WeakMap<object, TunnelCtx>();
+  readonly #exchanges = new WeakMap<object, Exchange>();
   readonly #byIdentity = new WeakMap<WaypointState, Map<string, Workload>>();
   #pendingH2: TunnelCtx | undefined;
   #state: WaypointState | undefined;
@@ -314,7 +315,18 @@ export class WaypointProxy {
     // then close; other clients and tunnels are not affected.
     this.#o.metrics.refused('bad_request');
     this.#o.log.debug('malformed HTTP/1 request', { error: e, code: e.code });
-    if (socket.writable && !(socket as { _httpMessage?: unknown })._httpMessage) {
+    // Broken framing after the headers were taken (bad chunking): answer that request 400
+    // if its response has not started, else cut it; then the connection goes.
+    const inFlight = (socket as { _httpMessage?: object | null })._httpMessage ?? undefined;
+    const x = inFlight === undefined ? undefined : this.#exchanges.get(inFlight);
+    if (x !== undefined) {
+      if (!x.res.headersSent) this.#reply(x, { kind: 'reply', status: 400, code: 'RONDO_E_BAD_REQUEST', reason: `malformed request body: ${errorMessage(e)}` });
+      (x.res as http.ServerResponse).shouldKeepAlive = false;
+      x.res.once('finish', () => socket.destroy());
+      if (x.res.headersSent && !x.res.writableFinished) socket.destroy();
+      return;
+    }
+    if (socket.writable && inFlight === undefined) {
       const status = e.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
       const body = `${errorMessage(e)}\n`;
       socket.end(`HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
@@ -334,6 +346,7 @@ export class WaypointProxy {
       bytesIn: 0, bytesOut: 0, status: 0, grpcStatus: undefined, code: undefined, reason: undefined, service: undefined, destination: undefined,
       upstream: undefined, route: undefined, policy: undefined, audited: undefined, done: false, timer: undefined,
     };
+    this.#exchanges.set(res, x);
     res.once('close', () => this.#finish(x, state));
     req.on('error', () => undefined);
     res.on('error', () => undefined);
@@ -358,8 +371,9 @@ export class WaypointProxy {
     if (d.authz.audited.length > 0) x.audited = d.authz.audited;
     x.route = d.route === undefined ? undefined : `${d.route.kind}/${d.route.namespace}/${d.route.name}`;
     x.service = d.service;
-    for (const m of d.mirrors) this.#mirror(state, d, m, dr, isH2);
-    this.#forward(state, x, d, isH2);
+    const upstreamH2 = protocol === 'grpc' || upstreamSpeaksH2(d.service, d.port);
+    for (const m of d.mirrors) this.#mirror(state, d, m, dr, protocol === 'grpc' || upstreamSpeaksH2(m.service, m.port));
+    this.#forward(state, x, d, upstreamH2);
   }
 
   #reply(x: Exchange, d: LocalReply): void {
@@ -383,7 +397,9 @@ export class WaypointProxy {
     res.end(body);
   }
 
-  #forward(state: WaypointState, x: Exchange, d: Forward, isH2: boolean): void {
+  // `h2`: the upstream speaks HTTP/2 (gRPC, or the backend port's appProtocol says so);
+  // otherwise HTTP/1.1, whatever the client spoke (as Envoy does by default).
+  #forward(state: WaypointState, x: Exchange, d: Forward, h2: boolean): void {
     const ep = this.#pickEndpoint(state, d.service, d.port);
     if (ep === undefined) {
       this.#reply(x, { kind: 'reply', status: 503, code: 'RONDO_E_NO_READY_ENDPOINTS', reason: `service ${keyOf(d.service)} port ${d.port} has no ready endpoints`, grpcStatus: GRPC_STATUS.UNAVAILABLE });
@@ -406,8 +422,9 @@ export class WaypointProxy {
       }, t);
     }
     const upstream = upstreamOf(ep);
+    // Counted where the body is piped: a 'data' listener attached earlier would start the
+    // flow before the upstream exists and lose those chunks.
     const countIn = (c: Buffer): void => { x.bytesIn += c.length; };
-    x.req.on('data', countIn);
     const failed = (e: unknown): void => {
       const code: ErrorCode = e instanceof RondoError ? e.code : 'RONDO_E_UPSTREAM_FAILED';
       this.#o.metrics.upstreamError(code);
@@ -415,10 +432,11 @@ export class WaypointProxy {
       if (!x.res.headersSent) this.#reply(x, { kind: 'reply', status: 503, code, reason: `upstream ${key}: ${errorMessage(e)}`, grpcStatus: GRPC_STATUS.UNAVAILABLE });
       else { x.code = 'RONDO_E_UPSTREAM_RESET'; x.reason = `upstream ${key}: ${errorMessage(e)}`; x.res.destroy(); }
     };
-    if (!isH2) {
+    if (!h2) {
       const up = this.#o.upstreams.http1(upstream, { method: x.req.method ?? 'GET', path: d.target, headers: { ...d.headers, host: d.authority } });
       abort = () => up.destroy();
       up.on('error', failed);
+      x.req.on('data', countIn);
       x.req.pipe(up);
       up.on('response', (ur) => {
         const headers = responseHeaders(ur.headers);
@@ -439,6 +457,7 @@ export class WaypointProxy {
       const us = session.request({ ':method': x.req.method ?? 'GET', ':path': d.target, ':authority': d.authority, ':scheme': 'http', ...d.headers });
       abort = () => us.close(http2.constants.NGHTTP2_CANCEL);
       us.on('error', failed);
+      x.req.on('data', countIn);
       x.req.pipe(us);
       us.on('response', (h) => {
         const headers = responseHeaders(h);
@@ -465,12 +484,12 @@ export class WaypointProxy {
   }
 
   // Fire and forget: a copy of the request to the mirror backend, its answer dropped.
-  #mirror(state: WaypointState, d: Forward, m: { service: Service; port: number }, dr: DispatchRequest, isH2: boolean): void {
+  #mirror(state: WaypointState, d: Forward, m: { service: Service; port: number }, dr: DispatchRequest, h2: boolean): void {
     const ep = this.#pickEndpoint(state, m.service, m.port);
     if (ep === undefined) return;
     const up = upstreamOf(ep);
     const authority = `${m.service.hostname}:${m.port}`;
-    const req = (isH2 ? undefined : this.#o.upstreams.http1(up, { method: dr.method, path: d.target, headers: { ...d.headers, host: authority } }));
+    const req = (h2 ? undefined : this.#o.upstreams.http1(up, { method: dr.method, path: d.target, headers: { ...d.headers, host: authority } }));
     if (req !== undefined) {
       req.on('error', () => undefined);
       req.on('response', (r) => r.resume());
@@ -582,6 +601,11 @@ function authzTargetForService(state: WaypointState, service: Service): { namesp
 
 function upstreamOf(ep: { ip: string; port: number; workload: Workload | undefined }): UpstreamEndpoint {
   return { ip: ep.ip, port: ep.port, identity: ep.workload?.enrolled === true ? ep.workload.identity : undefined };
+}
+
+/** Whether a backend port declares HTTP/2 (appProtocol h2c, http2 or grpc). */
+function upstreamSpeaksH2(service: Service, port: number): boolean {
+  return protocolOfAppProtocol(service.ports.find((p) => p.port === port)?.appProtocol) === 'http2';
 }
 
 /** The deadline of one attempt: the smaller of the request and backendRequest timeouts set (0: none). */
