@@ -399,12 +399,16 @@ export class DataPlane {
       refuse(403, 'RONDO_E_TARGET_MISMATCH', `CONNECT to ${t.target.ip} on a connection addressed to ${t.connectionDst.ip}: identities differ`);
       return;
     }
-    const verdict = state.authz.authorizeInbound(target, {
-      ...(t.peerIdentity !== undefined ? { sourceIdentity: t.peerIdentity } : {}),
-      sourceIp: t.remote.ip, port: t.target.port,
-    }, 'hbone');
-    this.#m.audited(verdict.audited, verdict.allowed);
-    if (!verdict.allowed) { refuse(403, verdict.code, verdict.reason); return; }
+    // From the pod's own waypoint: already authorized there with the caller's identity and
+    // the L7 rules this agent cannot see (an L7 DENY would otherwise refuse every request).
+    if (!state.isServingWaypoint(target, t.peerIdentity)) {
+      const verdict = state.authz.authorizeInbound(target, {
+        ...(t.peerIdentity !== undefined ? { sourceIdentity: t.peerIdentity } : {}),
+        sourceIp: t.remote.ip, port: t.target.port,
+      }, 'hbone');
+      this.#m.audited(verdict.audited, verdict.allowed);
+      if (!verdict.allowed) { refuse(403, verdict.code, verdict.reason); return; }
+    }
     // From the certificate and the config; the peer's own `baggage` only picks among the
     // workloads of its identity (it could otherwise forge labels and add series at will).
     const source = inboundSource(state, t.peerIdentity, typeof t.headers['baggage'] === 'string' ? t.headers['baggage'] : undefined);

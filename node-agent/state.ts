@@ -49,6 +49,7 @@ export class AgentState {
   readonly #byIdentity = new Map<string, Map<string, Workload>>();
   readonly #waypoints = new Map<string, WaypointAddress | null>();
   readonly #waypointUids = new Map<string, ReadonlySet<string>>();
+  readonly #servingWaypoints = new Map<string, ReadonlySet<string>>();
 
   private constructor(cfg: ProxyConfig, node: string) {
     this.config = cfg;
@@ -217,6 +218,26 @@ export class AgentState {
     set = uids;
     this.#waypointUids.set(key, set);
     return set;
+  }
+
+  /**
+   * True when `peerIdentity` is the identity of a waypoint that serves `w` (its own, or one
+   * of a Service that has it as an endpoint). The waypoint authorized the request with the
+   * original caller's verified identity and every L4 and L7 rule, so the destination agent
+   * does not judge the waypoint's own identity against policies written for callers.
+   */
+  isServingWaypoint(w: Workload, peerIdentity: string | undefined): boolean {
+    if (peerIdentity === undefined) return false;
+    let ids = this.#servingWaypoints.get(w.uid);
+    if (ids === undefined) {
+      const found = new Set<string>();
+      if (w.waypoint !== undefined) found.add(this.#defaultWaypointIdentity(w.waypoint));
+      for (const s of this.#services.values()) {
+        if (s.waypoint !== undefined && s.endpoints.some((e) => e.workloadUid === w.uid)) found.add(this.#defaultWaypointIdentity(s.waypoint));
+      }
+      this.#servingWaypoints.set(w.uid, (ids = found));
+    }
+    return ids.has(peerIdentity);
   }
 
   #defaultWaypointIdentity(ref: WaypointRef): string {

@@ -103,3 +103,16 @@ t.test('a 10k-pod, 1k-service config builds in a few ms', (t) => {
   t.equal(st.serviceByVip('10.96.3.231')?.name, 'svc-999');
   t.end();
 });
+
+t.test('the serving waypoint of a pod: its own, or its services\' waypoint, and no one else', (t) => {
+  const a = pod(1, 'node-1', { waypoint: { namespace: 'ns-1', name: 'wp-pod' } });
+  const b = pod(2, 'node-1');
+  const svc: Service = { namespace: 'ns-2', name: 'web', hostname: 'web.ns-2.svc.cluster.local', vips: ['10.96.0.9'], ports: [], endpoints: [{ workloadUid: b.uid, ip: b.ips[0]!, ready: true }], waypoint: { namespace: 'ns-2', name: 'wp' } };
+  const st = AgentState.build(config([a, b], [svc]), 'node-1');
+  t.ok(st.isServingWaypoint(a, `spiffe://${TD}/ns/ns-1/sa/wp-pod`), 'a workload waypoint');
+  t.ok(st.isServingWaypoint(b, `spiffe://${TD}/ns/ns-2/sa/wp`), 'the waypoint of a service the pod backs');
+  t.notOk(st.isServingWaypoint(b, `spiffe://${TD}/ns/ns-1/sa/wp-pod`), 'another pod\'s waypoint is just a caller');
+  t.notOk(st.isServingWaypoint(a, a.identity), 'an ordinary caller');
+  t.notOk(st.isServingWaypoint(a, undefined), 'plaintext');
+  t.end();
+});
