@@ -29,7 +29,7 @@ export const ERROR_CODES = {
   RONDO_E_CA_INVALID: "the CA's files (root, intermediate, key, chain, bundle) are missing, mismatched, expired or not a CA",
   RONDO_E_CSR_MALFORMED: 'a CSR is not one PEM PKCS#10 request with a valid self-signature and an accepted key',
   RONDO_E_CSR_IDENTITY: 'a CSR asks for another identity than expected, or for one outside the trust domain',
-  RONDO_E_CSR_FORBIDDEN: 'a proxy asked for an identity it may not hold (no such pod on its node; another waypoint)',
+  RONDO_E_CSR_FORBIDDEN: 'a proxy asked for an identity it may not hold (no enrolled pod with it on its node; another waypoint)',
 
   // ---- proxies: control plane client, certificates, capture ----
   RONDO_E_PUSH_URL: 'the controller URL is not wss://host:port',
@@ -39,7 +39,7 @@ export const ERROR_CODES = {
   RONDO_E_CERT_SIGN: 'getting a workload certificate signed failed (controller unreachable or refusing)',
   RONDO_E_CERT_INVALID: 'the controller returned a certificate that is unparsable, for another identity, for another key or expired',
   RONDO_E_NO_TRUST_BUNDLE: 'a certificate was needed before the mesh config delivered a trust bundle',
-  RONDO_E_WORKER: 'a node agent data-path worker failed or exited during start-up',
+  RONDO_E_WORKER: 'a proxy data-path worker failed or exited during start-up',
   RONDO_E_CAPTURE: 'programming the capture rules (iptables, ipset) failed',
   RONDO_E_ORIG_DST: "reading a captured socket's original destination (SO_ORIGINAL_DST) failed",
 
