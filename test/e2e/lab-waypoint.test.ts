@@ -96,6 +96,11 @@ t.test('lab: a rondo-waypoint Gateway starts a waypoint pod, delete removes all 
   t.equal(lab.pod('wp').ip, w.pod.ip, '`rondo lab exec wp` finds the waypoint pod');
 
   await waitForConfig(lab, ['node-1', 'node-2'], `"demo/wp"`);
+  // The Pod turns Running (endpoint ready) after the Service appeared: a later push.
+  await waitUntil('the waypoint endpoint ready at the agents', async () => {
+    const d = JSON.parse(await agentAdmin(lab, 'node-1', '/config_dump')) as { config: { services: Record<string, { endpoints: { ready: boolean }[] }> } };
+    return d.config.services['demo/wp']?.endpoints[0]?.ready === true;
+  }, 15_000, 200);
   const dump = JSON.parse(await agentAdmin(lab, 'node-1', '/config_dump')) as { config: { services: Record<string, { endpoints: unknown[] }>; workloads: Record<string, unknown> } };
   t.same(dump.config.services['demo/wp']?.endpoints, [{ workloadUid: w.uid, ip: w.pod.ip, ready: true }], 'the agents know the waypoint\'s address');
   t.match(dump.config.workloads[w.uid], { workloadName: 'wp', identity: 'spiffe://cluster.local/ns/demo/sa/wp', enrolled: false });

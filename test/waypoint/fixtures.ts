@@ -3,9 +3,11 @@
 // 8080, and services echo-v1 / echo-v2 (10.96.0.11 / .12) selecting one version each.
 
 export const VIP = '10.96.0.10:80';
-export const POD_V1 = '127.0.3.1';
-export const POD_V2 = '127.0.3.2';
-export const H2_POD = '127.0.3.3';
+/** Pod addresses on loopback net 127.0.<net>.0/24: test files running in parallel use different nets. */
+export function podIps(net: number): { POD_V1: string; POD_V2: string; H2_POD: string } {
+  return { POD_V1: `127.0.${net}.1`, POD_V2: `127.0.${net}.2`, H2_POD: `127.0.${net}.3` };
+}
+export const { POD_V1, POD_V2, H2_POD } = podIps(3);
 
 function pod(name: string, ip: string, labels: Record<string, string>): string {
   return `apiVersion: v1
@@ -37,7 +39,8 @@ ports: [{ name: http, port: ${tp}, protocol: TCP }]
 }
 
 /** The base cluster: namespaces, the waypoint Gateway, pods and services. */
-export function baseCluster(): Record<string, string> {
+export function baseCluster(net = 3): Record<string, string> {
+  const { POD_V1, POD_V2, H2_POD } = podIps(net);
   return {
     'ns.yaml': `apiVersion: v1
 kind: Namespace

@@ -7,7 +7,10 @@ import http from 'node:http';
 import type http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { startHarness, echoServer, h2Server, until } from './harness.ts';
-import { baseCluster, VIP, POD_V1, POD_V2, H2_POD } from './fixtures.ts';
+import { baseCluster, podIps, VIP } from './fixtures.ts';
+
+const NET = 4;
+const { POD_V1, POD_V2, H2_POD } = podIps(NET);
 
 const GRPC_VIP = '10.96.0.13:80';
 const GRPC_ROUTE = `apiVersion: gateway.networking.k8s.io/v1
@@ -78,7 +81,7 @@ t.test('waypoint protocols', { timeout: 60_000 }, async (t) => {
   }
   const g = await h2Server('grpc-1', H2_POD, 9090);
   t.teardown(() => { for (const s of [v1, v2]) { s.closeAllConnections(); s.close(); } rawSrv.close(); g.close(); });
-  const files = baseCluster();
+  const files = baseCluster(NET);
   files['tcp.yaml'] = `apiVersion: v1
 kind: Service
 metadata: { name: raw, namespace: demo }
