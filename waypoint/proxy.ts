@@ -14,7 +14,7 @@
  */
 import http from 'node:http';
 import http2 from 'node:http2';
-import type { Duplex } from 'node:stream';
+import { Duplex } from 'node:stream';
 import type { Logger } from '../common/log.ts';
 import { RondoError, errorMessage } from '../common/errors.ts';
 import type { ErrorCode } from '../common/errors.ts';
@@ -250,9 +250,9 @@ export class WaypointProxy {
 
   #hand(stream: Duplex, ctx: TunnelCtx, p: Detected): void {
     if (p === 'http1') {
-      this.#ctx.set(stream, ctx);
-      this.#h1.emit('connection', stream);
-      stream.resume();
+      const sock = new TunnelSocket(stream);
+      this.#ctx.set(sock, ctx);
+      this.#h1.emit('connection', sock);
     } else if (p === 'http2') {
       this.#pendingH2 = ctx;
       try { this.#h2.emit('connection', stream); } finally { this.#pendingH2 = undefined; }
@@ -601,6 +601,33 @@ function authzTargetForService(state: WaypointState, service: Service): { namesp
 
 function upstreamOf(ep: { ip: string; port: number; workload: Workload | undefined }): UpstreamEndpoint {
   return { ip: ep.ip, port: ep.port, identity: ep.workload?.enrolled === true ? ep.workload.identity : undefined };
+}
+
+/**
+ * The HTTP/1.1 server's view of a tunnel stream. Node's HTTP/1 server corks the socket and
+ * writes the status line as a string: written straight onto a server-side HTTP/2 stream (the
+ * HBONE tunnel) that first chunk reached the client corrupted in the lab (curl: "HTTP/0.9").
+ * Every chunk goes through as its own Buffer here, one write per chunk.
+ */
+class TunnelSocket extends Duplex {
+  readonly #inner: Duplex;
+  constructor(inner: Duplex) {
+    super({ allowHalfOpen: true });
+    this.#inner = inner;
+    inner.on('data', (c: Buffer) => { if (!this.push(c)) inner.pause(); });
+    inner.once('end', () => this.push(null));
+    inner.once('error', (e: Error) => this.destroy(e));
+    inner.once('close', () => { if (!this.destroyed) this.destroy(); });
+  }
+  override _read(): void { this.#inner.resume(); }
+  override _write(chunk: Buffer | string, enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    this.#inner.write(Buffer.isBuffer(chunk) ? Buffer.from(chunk) : Buffer.from(chunk, enc), cb);
+  }
+  override _final(cb: (e?: Error | null) => void): void { this.#inner.end(cb); }
+  override _destroy(e: Error | null, cb: (e?: Error | null) => void): void { this.#inner.destroy(e ?? undefined); cb(e); }
+  setTimeout(): this { return this; }
+  setNoDelay(): this { return this; }
+  setKeepAlive(): this { return this; }
 }
 
 /** Whether a backend port declares HTTP/2 (appProtocol h2c, http2 or grpc). */
