@@ -23,6 +23,7 @@ import type { AgentPlaneSettings } from './plane.ts';
 import { checkOrigDstSupport } from './orig-dst.ts';
 import { serveRoutes, json } from '../common/http-routes.ts';
 import { ProxyShell, siblingModule } from '../common/proxy-shell.ts';
+import { serveUntilSignal } from '../common/drain-on-signal.ts';
 import { PORTS } from '../common/ports.ts';
 
 /** Options of Agent.create (main.ts maps the command-line flags onto these). */
@@ -112,17 +113,8 @@ export class Agent {
   }
 
   /** Connects to the controller and serves until SIGTERM/SIGINT (then drains) or close(). */
-  async run(): Promise<void> {
-    const onSignal = (sig: string): void => {
-      this.#log.info('draining', { signal: sig, deadlineMs: this.#o.drainMs ?? 10_000 });
-      void this.close(this.#o.drainMs ?? 10_000);
-    };
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
-    this.#push.start();
-    await this.#finished;
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
+  run(): Promise<void> {
+    return serveUntilSignal({ log: this.#log, drainMs: this.#o.drainMs ?? 10_000, start: () => this.#push.start(), close: (d) => this.close(d), finished: this.#finished });
   }
 
   /** Ports the data path bound (resolved when 0 was asked), for tests. */

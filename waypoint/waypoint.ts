@@ -22,6 +22,7 @@ import { serveRoutes, json } from '../common/http-routes.ts';
 import { createAccessLog } from '../common/access-log.ts';
 import type { AccessLog } from '../common/access-log.ts';
 import { formatSpiffeId } from '../common/spiffe.ts';
+import { serveUntilSignal } from '../common/drain-on-signal.ts';
 import { PORTS } from '../common/ports.ts';
 import { WaypointState } from './state.ts';
 import { WaypointProxy } from './proxy.ts';
@@ -123,17 +124,8 @@ export class Waypoint {
   }
 
   /** Connects to the controller and serves until SIGTERM/SIGINT (then drains) or close(). */
-  async run(): Promise<void> {
-    const onSignal = (sig: string): void => {
-      this.#log.info('draining', { signal: sig, deadlineMs: this.#o.drainMs ?? 10_000 });
-      void this.close(this.#o.drainMs ?? 10_000);
-    };
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
-    this.#push.start();
-    await this.#finished;
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
+  run(): Promise<void> {
+    return serveUntilSignal({ log: this.#log, drainMs: this.#o.drainMs ?? 10_000, start: () => this.#push.start(), close: (d) => this.close(d), finished: this.#finished });
   }
 
   /** Stops accepting, lets open tunnels finish until `deadlineMs`, then forces. Idempotent. */
