@@ -5,7 +5,6 @@
  * listeners with SO_REUSEPORT, or in-process with `workers: 0`. See node-agent/README.md.
  */
 import type http from 'node:http';
-import { readFileSync } from 'node:fs';
 import type { Logger } from '../common/log.ts';
 import { RondoError, errorMessage } from '../common/errors.ts';
 import type { ProxyConfig } from '../common/proxy-config.ts';
@@ -24,6 +23,7 @@ import { checkOrigDstSupport } from './orig-dst.ts';
 import { serveRoutes, json } from '../common/http-routes.ts';
 import { ProxyShell, siblingModule } from '../common/proxy-shell.ts';
 import { serveUntilSignal } from '../common/drain-on-signal.ts';
+import { readRequired } from '../common/files.ts';
 import { PORTS } from '../common/ports.ts';
 
 /** Options of Agent.create (main.ts maps the command-line flags onto these). */
@@ -276,10 +276,3 @@ export class Agent {
   }
 }
 
-function readRequired(path: string, what: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new RondoError('RONDO_E_CONFIG', `cannot read ${what} ${path}: ${errorMessage(e)}`, { cause: e });
-  }
-}

@@ -33,7 +33,10 @@ export interface DispatchRequest {
   target: string;
   /** Host header or :authority. */
   authority: string;
-  /** Request headers (lower-case names); the forward decision's headers are a changed copy. */
+  /**
+   * Request headers (lower-case names), already a copy the caller owns (forwardableHeaders):
+   * the forward decision changes and returns this object instead of copying it again.
+   */
   headers: HeaderMap;
   scheme: 'http' | 'https';
 }
@@ -119,10 +122,10 @@ export function dispatch(state: WaypointState, t: Exclude<TunnelTarget, { kind: 
   if (!m.matched) {
     // No routes attached: to the service itself (or the pod addressed), as without a waypoint.
     if (t.kind === 'workload') return forwardToPod(t, req, authz);
-    return { kind: 'forward', service: t.service, port, target: req.target, authority: req.authority, headers: { ...req.headers }, responseFilters: [], mirrors: [], timeouts: NO_TIMEOUTS, retry: undefined, route: undefined, authz };
+    return { kind: 'forward', service: t.service, port, target: req.target, authority: req.authority, headers: req.headers, responseFilters: [], mirrors: [], timeouts: NO_TIMEOUTS, retry: undefined, route: undefined, authz };
   }
 
-  const headers: HeaderMap = { ...req.headers };
+  const headers = req.headers;
   let outPath = path;
   let authority = req.authority;
   const responseFilters: RouteFilter[] = [];
@@ -167,7 +170,7 @@ export function dispatch(state: WaypointState, t: Exclude<TunnelTarget, { kind: 
 function forwardToPod(t: Extract<TunnelTarget, { kind: 'workload' }>, req: DispatchRequest, authz: AuthzResult): Forward {
   const w = t.workload;
   const stand: Service = { namespace: w.namespace, name: w.name, hostname: `${w.name}.${w.namespace}.pod`, vips: [], ports: [{ port: t.port, targetPort: t.port }], endpoints: [{ workloadUid: w.uid, ip: w.ips[0] ?? '', ready: true }] };
-  return { kind: 'forward', service: stand, port: t.port, target: req.target, authority: req.authority, headers: { ...req.headers }, responseFilters: [], mirrors: [], timeouts: NO_TIMEOUTS, retry: undefined, route: undefined, authz };
+  return { kind: 'forward', service: stand, port: t.port, target: req.target, authority: req.authority, headers: req.headers, responseFilters: [], mirrors: [], timeouts: NO_TIMEOUTS, retry: undefined, route: undefined, authz };
 }
 
 function backendService(state: WaypointState, b: RouteBackend): { service: Service; port: number } | string {

@@ -28,8 +28,8 @@ import { realClock } from '../common/clock.ts';
 import type { Clock, TimerHandle } from '../common/clock.ts';
 import { keyOf } from '../common/resources.ts';
 import type { Service, Workload } from '../common/wire.ts';
-import type { WaypointState, TunnelTarget } from './state.ts';
-import { dispatch, GRPC_STATUS } from './dispatch.ts';
+import type { EndpointTarget, WaypointState, TunnelTarget } from './state.ts';
+import { authzTargetOf, dispatch, GRPC_STATUS } from './dispatch.ts';
 import type { Caller, Forward, LocalReply, DispatchRequest } from './dispatch.ts';
 import { applyHeaderFilter } from './filters.ts';
 import type { HeaderMap } from './filters.ts';
@@ -274,12 +274,12 @@ export class WaypointProxy {
       this.#o.accessLog?.({ ...rec, code, reason, durationMs: this.#clock.now() - started });
     };
     if (state === undefined || r === undefined || r.kind === 'not-served') { fail('RONDO_E_NOT_SERVED', r?.kind === 'not-served' ? r.reason : 'no config'); return; }
-    const authz = state.authz.authorize(r.kind === 'workload' ? { namespace: r.workload.namespace, name: r.workload.name, labels: r.workload.labels } : authzTargetForService(state, r.service), {
+    const authz = state.authz.authorize(authzTargetOf(state, r), {
       ...(ctx.caller.identity !== undefined ? { sourceIdentity: ctx.caller.identity } : {}), sourceIp: ctx.caller.ip, port: r.kind === 'service' ? r.port.targetPort : r.port,
     });
     if (!authz.allowed) { fail(authz.code, authz.reason); return; }
     const ep = r.kind === 'workload'
-      ? { ip: r.workload.ips[0] ?? ctx.ip, port: ctx.port, workload: r.workload }
+      ? { ip: r.workload.ips[0] ?? ctx.ip, port: ctx.port, key: endpointKey(r.workload.ips[0] ?? ctx.ip, ctx.port), workload: r.workload }
       : this.#pickEndpoint(state, r.service, r.port.port);
     if (ep === undefined) { fail('RONDO_E_NO_READY_ENDPOINTS', `service ${r.kind === 'service' ? keyOf(r.service) : ''} port ${ctx.port} has no ready endpoints`); return; }
     let up: Duplex;
@@ -289,18 +289,17 @@ export class WaypointProxy {
       fail(e instanceof RondoError ? e.code : 'RONDO_E_UPSTREAM_FAILED', errorMessage(e));
       return;
     }
-    const key = endpointKey(ep.ip, ep.port);
+    const key = ep.key;
     this.#picker.acquire(key);
     const result = await pump(stream, up);
     this.#picker.release(key);
     this.#o.accessLog?.({ ...rec, upstream: key, bytesIn: result.aToB, bytesOut: result.bToA, durationMs: this.#clock.now() - started, ...(result.error !== undefined ? { code: 'RONDO_E_UPSTREAM_RESET' as const, reason: result.error.message } : {}) });
   }
 
-  #pickEndpoint(state: WaypointState, service: Service, port: number): { ip: string; port: number; workload: Workload | undefined } | undefined {
+  #pickEndpoint(state: WaypointState, service: Service, port: number): EndpointTarget | undefined {
     const eps = state.endpoints(service, port);
     if (eps.length === 0) return undefined;
-    const i = this.#picker.pick(`${keyOf(service)}:${port}`, eps.map((e) => endpointKey(e.ip, e.port)));
-    return eps[i];
+    return eps[this.#picker.pick(`${keyOf(service)}:${port}`, state.endpointKeys(service, port))];
   }
 
   // ---- HTTP ----
@@ -405,7 +404,7 @@ export class WaypointProxy {
       this.#reply(x, { kind: 'reply', status: 503, code: 'RONDO_E_NO_READY_ENDPOINTS', reason: `service ${keyOf(d.service)} port ${d.port} has no ready endpoints`, grpcStatus: GRPC_STATUS.UNAVAILABLE });
       return;
     }
-    const key = endpointKey(ep.ip, ep.port);
+    const key = ep.key;
     x.upstream = key;
     x.destination = ep.workload;
     let abort: () => void = () => undefined;
@@ -591,12 +590,6 @@ export class WaypointProxy {
     for (const s of this.#tunnels) s.destroy();
     this.#h1.closeAllConnections();
   }
-}
-
-function authzTargetForService(state: WaypointState, service: Service): { namespace: string; name: string; labels: Readonly<Record<string, string>> } {
-  const first = service.endpoints.find((e) => e.ready) ?? service.endpoints[0];
-  const w = first === undefined ? undefined : state.workload(first.workloadUid, first.ip);
-  return { namespace: service.namespace, name: w?.name ?? service.name, labels: w?.labels ?? {} };
 }
 
 function upstreamOf(ep: { ip: string; port: number; workload: Workload | undefined }): UpstreamEndpoint {

@@ -7,6 +7,7 @@
 import type { ProxyConfig } from '../common/proxy-config.ts';
 import { AuthzPolicies } from '../common/authz.ts';
 import { keyOf } from '../common/resources.ts';
+import { endpointKey } from '../common/endpoint-picker.ts';
 import type { Service, ServicePort, WaypointRef, Workload } from '../common/wire.ts';
 import { compileRouteTable } from './route-table.ts';
 import type { RouteTable } from './route-table.ts';
@@ -15,6 +16,8 @@ import type { RouteTable } from './route-table.ts';
 export interface EndpointTarget {
   ip: string;
   port: number;
+  /** `ip:port`, the picker's key (built once per config version, not per request). */
+  key: string;
   workload: Workload | undefined;
 }
 
@@ -33,7 +36,7 @@ export class WaypointState {
   readonly authz: AuthzPolicies;
   readonly #byVip = new Map<string, Service>();
   readonly #byIp = new Map<string, Workload>();
-  readonly #endpoints = new Map<string, EndpointTarget[]>();
+  readonly #endpoints = new Map<string, { list: EndpointTarget[]; keys: string[] }>();
 
   private constructor(cfg: ProxyConfig, self: WaypointRef) {
     this.config = cfg;
@@ -88,13 +91,23 @@ export class WaypointState {
 
   /** Ready endpoints of a service port (`targetPort` resolved), cached for this version. */
   endpoints(service: Service, port: number): readonly EndpointTarget[] {
+    return this.#endpointsOf(service, port).list;
+  }
+
+  /** The picker keys of endpoints(service, port), index for index. */
+  endpointKeys(service: Service, port: number): readonly string[] {
+    return this.#endpointsOf(service, port).keys;
+  }
+
+  #endpointsOf(service: Service, port: number): { list: EndpointTarget[]; keys: string[] } {
     const key = `${keyOf(service)}:${port}`;
-    let list = this.#endpoints.get(key);
-    if (list !== undefined) return list;
+    let e = this.#endpoints.get(key);
+    if (e !== undefined) return e;
     const sp = service.ports.find((p) => p.port === port);
-    list = sp === undefined ? [] : service.endpoints.filter((e) => e.ready).map((e) => ({ ip: e.ip, port: sp.targetPort, workload: this.workload(e.workloadUid, e.ip) }));
-    this.#endpoints.set(key, list);
-    return list;
+    const list = sp === undefined ? [] : service.endpoints.filter((x) => x.ready).map((x) => ({ ip: x.ip, port: sp.targetPort, key: endpointKey(x.ip, sp.targetPort), workload: this.workload(x.workloadUid, x.ip) }));
+    e = { list, keys: list.map((x) => x.key) };
+    this.#endpoints.set(key, e);
+    return e;
   }
 
   /** The first service (key order) that lists the pod as an endpoint. */

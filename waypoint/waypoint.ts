@@ -7,7 +7,6 @@
  * Ready (`/healthz/ready` 200) once a config is applied and the certificate is issued; a
  * config the waypoint cannot index is NACKed with its reason while the previous one serves.
  */
-import { readFileSync } from 'node:fs';
 import type http from 'node:http';
 import type { Logger } from '../common/log.ts';
 import { RondoError, errorMessage } from '../common/errors.ts';
@@ -23,6 +22,7 @@ import { createAccessLog } from '../common/access-log.ts';
 import type { AccessLog } from '../common/access-log.ts';
 import { formatSpiffeId } from '../common/spiffe.ts';
 import { serveUntilSignal } from '../common/drain-on-signal.ts';
+import { readRequired } from '../common/files.ts';
 import { PORTS } from '../common/ports.ts';
 import { WaypointState } from './state.ts';
 import { WaypointProxy } from './proxy.ts';
@@ -207,10 +207,3 @@ export class Waypoint {
   }
 }
 
-function readRequired(path: string, what: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new RondoError('RONDO_E_CONFIG', `cannot read ${what} ${path}: ${errorMessage(e)}`, { cause: e });
-  }
-}

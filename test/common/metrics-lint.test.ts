@@ -15,6 +15,7 @@ import { Agent } from '../../node-agent/agent.ts';
 import { tcpLabels } from '../../common/istio-labels.ts';
 import type { Workload } from '../../common/wire.ts';
 import { AgentMetrics } from '../../node-agent/metrics.ts';
+import { freePort, poll } from '../helpers/net.ts';
 
 const log = createLogger('test', { write: () => true });
 const havePromtool = spawnSync('sh', ['-c', 'command -v promtool']).status === 0;
@@ -26,23 +27,7 @@ function promtool(text: string): { status: number | null; output: string } {
   return { status: r.status, output: `${r.stdout}${r.stderr}`.trim() };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
-async function poll(url: string, want: number): Promise<number> {
-  let status = 0;
-  for (let i = 0; i < 300 && status !== want; i++) {
-    status = await fetch(url).then((r) => r.status, () => 0);
-    if (status !== want) await new Promise((r) => setTimeout(r, 50));
-  }
-  return status;
-}
 
 t.test('the process metrics alone are clean, with and without a prefix, and keep the per-type gauges', { skip }, async (t) => {
   for (const prefix of [undefined, 'rondo_controller_']) {

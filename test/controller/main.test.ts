@@ -3,19 +3,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
+import { freePort } from '../helpers/net.ts';
 
 const node = process.execPath;
 const main = join(import.meta.dirname, '../../controller/main.ts');
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 t.test('bad flags: exit 1 with a JSON error naming the flag', (t) => {
   const r = spawnSync(node, [main, '--files', '/tmp', '--listen', 'not-an-ip', '--ca-dir', '/tmp/x', '--tokens', '/tmp/y'], { encoding: 'utf8' });

@@ -4,7 +4,6 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { ObjectStore } from '../../controller/store.ts';
 import { planStatus, CONTROLLER_NAME } from '../../controller/status/conditions.ts';
 import { KubernetesStatusWriter, kubernetesPatcher } from '../../controller/status/status-writer.ts';
@@ -21,6 +20,7 @@ import { ManualClock } from '../../common/clock.ts';
 import type { Clock } from '../../common/clock.ts';
 import type { StatusWriter } from '../../controller/status/status-writer.ts';
 import type { StoreReader } from '../../controller/store.ts';
+import { freePort } from '../helpers/net.ts';
 
 const quiet = createLogger('test', { write: () => true }, 'error');
 const NOW = new Date('2026-11-25T10:00:00Z');
@@ -193,14 +193,6 @@ t.test('watch restarts from the Kubernetes source show on the controller\'s /met
   t.match(text, /rondo_controller_watch_restarts_total\{source="kubernetes",kind="Namespace"\} 0/);
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 t.test('main.ts --kubeconfig runs on the Kubernetes API, shares the metrics registry and writes status', async (t) => {
   const api = await KubeApiDouble.create();

@@ -15,26 +15,11 @@ import { PushServer } from '../../controller/push/server.ts';
 import { TokenFileAuthenticator } from '../../controller/push/auth.ts';
 import { createControllerMetrics } from '../../controller/metrics.ts';
 import type { ProxyView } from '../../controller/push/view.ts';
+import { freePort, poll } from '../helpers/net.ts';
 
 const log = createLogger('test', { write: () => true });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
-async function poll(url: string, want: number): Promise<number> {
-  let status = 0;
-  for (let i = 0; i < 300 && status !== want; i++) {
-    status = await fetch(url).then((r) => r.status, () => 0);
-    if (status !== want) await new Promise((r) => setTimeout(r, 50));
-  }
-  return status;
-}
 
 t.test('agent: config, certificates, workers, health, admin, aggregated metrics, drain', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'rondo-agent-'));

@@ -1,7 +1,6 @@
 // A waypoint against a real controller process on 127.0.0.1, with backend pods as HTTP
 // servers on loopback addresses (not enrolled: the waypoint reaches them over plain TCP) and
 // the test acting as a source node agent: an HBONE client with a certificate from the mesh CA.
-import net from 'node:net';
 import http from 'node:http';
 import http2 from 'node:http2';
 import tls from 'node:tls';
@@ -10,7 +9,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
+import { freePort, poll } from '../helpers/net.ts';
 import { createLogger } from '../../common/log.ts';
+
+export { freePort, poll };
 import { HboneClientPool } from '../../common/hbone.ts';
 import { generateKeyAndCsr } from '../../common/pki.ts';
 import { Waypoint } from '../../waypoint/waypoint.ts';
@@ -19,23 +21,7 @@ import { CertificateAuthority } from '../../controller/ca.ts';
 
 export const log = createLogger('test', { write: () => true });
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
-export async function poll(url: string, want: number, tries = 300): Promise<number> {
-  let status = 0;
-  for (let i = 0; i < tries && status !== want; i++) {
-    status = await fetch(url).then((r) => r.status, () => 0);
-    if (status !== want) await new Promise((r) => setTimeout(r, 50));
-  }
-  return status;
-}
 
 /** Waits until `check` holds (polling a condition the test cannot await directly). */
 export async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
